@@ -1,0 +1,341 @@
+/* The daemon's configuration: defaults, INI file (inih), flags. */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+int strlist_add(struct strlist *list, const char *s)
+{
+	char *copy = strdup(s);
+	char **items;
+
+	if (!copy)
+		return -ENOMEM;
+	items = realloc(list->items, (list->n + 1) * sizeof(*items));
+	if (!items) {
+		free(copy);
+		return -ENOMEM;
+	}
+	items[list->n++] = copy;
+	list->items = items;
+	return 0;
+}
+
+void strlist_clear(struct strlist *list)
+{
+	for (size_t i = 0; i < list->n; i++)
+		free(list->items[i]);
+	free(list->items);
+	list->items = NULL;
+	list->n = 0;
+}
+
+void config_init(struct inferd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->log_level = LOG_LEVEL_INFO;
+	cfg->max_frame_bytes = 16u << 20;
+	cfg->max_calls = 4096;
+	cfg->default_deadline_ms = 0;
+	cfg->drain_timeout_s = 30.0;
+	cfg->drain_linger_ms = 200;
+}
+
+void config_fini(struct inferd_config *cfg)
+{
+	free(cfg->path);
+	strlist_clear(&cfg->listen);
+	strlist_clear(&cfg->api_keys);
+	free(cfg->api_key_file);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+void config_default_ipc(char *out, size_t outlen)
+{
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+
+	if (rt && rt[0] == '/')
+		snprintf(out, outlen, "ipc://%s/inferd.sock", rt);
+	else
+		snprintf(out, outlen, "ipc:///tmp/inferd-%u.sock", (unsigned)getuid());
+}
+
+/* ---- value parsers ----------------------------------------------------------------------- */
+
+static int parse_u64(const char *v, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long x;
+
+	if (!*v || *v == '-')
+		return -1;
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	if (errno || *end || x > max)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static int parse_double(const char *v, double min, double max, double *out)
+{
+	char *end;
+	double x;
+
+	errno = 0;
+	x = strtod(v, &end);
+	if (errno || end == v || *end || !(x >= min && x <= max))
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "1", "true", "yes", "on" };
+	static const char *const no[] = { "0", "false", "no", "off" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int check_url(const char *url, char *err, size_t errlen)
+{
+	if (strncmp(url, "tcp://", 6) != 0 && strncmp(url, "ipc://", 6) != 0) {
+		snprintf(err, errlen, "listen address '%s' must start with tcp:// or ipc://", url);
+		return -EINVAL;
+	}
+	if (strlen(url) <= 6) {
+		snprintf(err, errlen, "listen address '%s' names no host or path", url);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- keys -------------------------------------------------------------------------------- */
+
+int config_set(struct inferd_config *cfg, const char *section, const char *key,
+               const char *value, char *err, size_t errlen)
+{
+	uint64_t u;
+	double d;
+
+	if (strcmp(section, "server") == 0) {
+		if (strcmp(key, "listen") == 0) {
+			if (check_url(value, err, errlen) < 0)
+				return -EINVAL;
+			if (cfg->listen.n >= CONFIG_MAX_LISTEN) {
+				snprintf(err, errlen, "more than %d listen addresses",
+				         CONFIG_MAX_LISTEN);
+				return -EINVAL;
+			}
+			return strlist_add(&cfg->listen, value);
+		}
+		if (strcmp(key, "max_frame_bytes") == 0) {
+			if (parse_u64(value, 1u << 30, &u) < 0 || u < 1024)
+				goto bad_value;
+			cfg->max_frame_bytes = (size_t)u;
+			return 0;
+		}
+		if (strcmp(key, "max_calls") == 0) {
+			if (parse_u64(value, 1u << 20, &u) < 0 || u == 0)
+				goto bad_value;
+			cfg->max_calls = (unsigned)u;
+			return 0;
+		}
+		if (strcmp(key, "default_deadline_ms") == 0) {
+			if (parse_u64(value, UINT64_C(1) << 40, &u) < 0)
+				goto bad_value;
+			cfg->default_deadline_ms = u;
+			return 0;
+		}
+		if (strcmp(key, "drain_timeout") == 0) {
+			if (parse_double(value, 0.0, 86400.0, &d) < 0)
+				goto bad_value;
+			cfg->drain_timeout_s = d;
+			return 0;
+		}
+		if (strcmp(key, "drain_linger_ms") == 0) {
+			if (parse_u64(value, 60000, &u) < 0)
+				goto bad_value;
+			cfg->drain_linger_ms = (unsigned)u;
+			return 0;
+		}
+		if (strcmp(key, "allow_insecure_remote") == 0) {
+			if (parse_bool(value, &cfg->allow_insecure_remote) < 0)
+				goto bad_value;
+			return 0;
+		}
+	} else if (strcmp(section, "log") == 0) {
+		if (strcmp(key, "level") == 0) {
+			if (log_level_parse(value, &cfg->log_level) < 0)
+				goto bad_value;
+			return 0;
+		}
+	} else if (strcmp(section, "auth") == 0) {
+		if (strcmp(key, "api_key") == 0) {
+			if (strlen(value) < 8) {
+				snprintf(err, errlen, "api_key must be at least 8 characters long");
+				return -EINVAL;
+			}
+			return strlist_add(&cfg->api_keys, value);
+		}
+		if (strcmp(key, "api_key_file") == 0) {
+			free(cfg->api_key_file);
+			cfg->api_key_file = strdup(value);
+			return cfg->api_key_file ? 0 : -ENOMEM;
+		}
+	} else {
+		snprintf(err, errlen, "unknown section [%s]", section);
+		return -EINVAL;
+	}
+	snprintf(err, errlen, "unknown key '%s' in section [%s]", key, section);
+	return -EINVAL;
+
+bad_value:
+	snprintf(err, errlen, "bad value '%s' for %s.%s", value, section, key);
+	return -EINVAL;
+}
+
+/* ---- file -------------------------------------------------------------------------------- */
+
+struct parse_ctx {
+	struct inferd_config *cfg;
+	char err[256];
+	int replaced_listen;
+	int replaced_keys;
+};
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_ctx *ctx = user;
+
+	if (!name) /* a section header on its own: check the name */
+		name = "";
+	if (!*section) {
+		snprintf(ctx->err, sizeof(ctx->err), "key '%s' outside of any section", name);
+		return 0;
+	}
+	if (!*name) {
+		if (strcmp(section, "server") && strcmp(section, "log") && strcmp(section, "auth")) {
+			snprintf(ctx->err, sizeof(ctx->err), "unknown section [%s]", section);
+			return 0;
+		}
+		return 1;
+	}
+	/* The file's listen and api_key lines replace earlier values, and add to each other. */
+	if (strcmp(section, "server") == 0 && strcmp(name, "listen") == 0 && !ctx->replaced_listen) {
+		strlist_clear(&ctx->cfg->listen);
+		ctx->replaced_listen = 1;
+	}
+	if (strcmp(section, "auth") == 0 && strcmp(name, "api_key") == 0 && !ctx->replaced_keys) {
+		strlist_clear(&ctx->cfg->api_keys);
+		ctx->replaced_keys = 1;
+	}
+	return config_set(ctx->cfg, section, name, value, ctx->err, sizeof(ctx->err)) == 0;
+}
+
+int config_load_file(struct inferd_config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct parse_ctx ctx = { .cfg = cfg };
+	FILE *f = fopen(path, "r");
+	int line;
+
+	if (!f) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	line = ini_parse_file(f, on_ini_line, &ctx);
+	fclose(f);
+	if (line != 0) {
+		snprintf(err, errlen, "%s:%d: %s", path, line,
+		         ctx.err[0] ? ctx.err : "syntax error (expected [section] or key = value)");
+		return -EINVAL;
+	}
+	free(cfg->path);
+	cfg->path = strdup(path);
+	return cfg->path ? 0 : -ENOMEM;
+}
+
+/* ---- checks ------------------------------------------------------------------------------ */
+
+int config_url_is_loopback_tcp(const char *url)
+{
+	const char *host, *end;
+	char buf[256];
+	size_t n;
+
+	if (strncmp(url, "tcp://", 6) != 0)
+		return -1;
+	host = url + 6;
+	/* nanomsg allows "tcp://iface;host:port" for the local side: judge the bound interface. */
+	end = strchr(host, ';');
+	n = end ? (size_t)(end - host) : strlen(host);
+	if (n >= sizeof(buf))
+		return 0;
+	memcpy(buf, host, n);
+	buf[n] = '\0';
+	if (buf[0] == '[') {
+		char *close = strchr(buf, ']');
+		if (!close)
+			return 0;
+		*close = '\0';
+		return strcmp(buf + 1, "::1") == 0;
+	}
+	char *colon = strrchr(buf, ':');
+	if (colon)
+		*colon = '\0';
+	if (strcmp(buf, "localhost") == 0 || strcmp(buf, "::1") == 0)
+		return 1;
+	unsigned a, b, c, d;
+	char tail;
+	if (sscanf(buf, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
+	    c < 256 && d < 256)
+		return 1;
+	return 0;
+}
+
+int config_finish(struct inferd_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->listen.n == 0) {
+		char ipc[512];
+		config_default_ipc(ipc, sizeof(ipc));
+		if (strlist_add(&cfg->listen, CONFIG_DEFAULT_TCP) < 0 ||
+		    strlist_add(&cfg->listen, ipc) < 0)
+			return -ENOMEM;
+	}
+	int have_keys = cfg->api_keys.n > 0 || cfg->api_key_file;
+	for (size_t i = 0; i < cfg->listen.n; i++) {
+		if (config_url_is_loopback_tcp(cfg->listen.items[i]) == 0 && !have_keys &&
+		    !cfg->allow_insecure_remote) {
+			snprintf(err, errlen,
+			         "refusing to listen on %s: it is not a loopback address and no API "
+			         "keys are configured (set [auth] api_key or api_key_file, or "
+			         "[server] allow_insecure_remote = true)", cfg->listen.items[i]);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(cfg->listen.items[i], cfg->listen.items[j]) == 0) {
+				snprintf(err, errlen, "listen address %s given twice",
+				         cfg->listen.items[i]);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,70 @@
+/* The daemon's configuration: built-in defaults, then the INI file, then command-line flags.
+ *
+ * File format (parsed with inih):
+ *   [server]  listen = URL (repeatable), max_frame_bytes, max_calls, default_deadline_ms,
+ *             drain_timeout, allow_insecure_remote
+ *   [log]     level = error|warn|info|debug
+ *   [auth]    api_key = KEY (repeatable), api_key_file = PATH
+ * Unknown sections and keys are errors that name the file and line.
+ *
+ * Errors: functions return 0 or a negative errno-style code and write a message into err.
+ */
+#ifndef INFERD_SERVER_CONFIG_H
+#define INFERD_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_TCP "tcp://127.0.0.1:7070"
+#define CONFIG_MAX_LISTEN 16
+
+struct strlist {
+	char **items;
+	size_t n;
+};
+
+struct inferd_config {
+	char *path;                      /* the config file, NULL when none */
+	struct strlist listen;           /* nanomsg URLs */
+	enum log_level log_level;
+	size_t max_frame_bytes;          /* frames above get RESOURCE_EXHAUSTED */
+	unsigned max_calls;              /* calls in flight, all clients together */
+	uint64_t default_deadline_ms;    /* for calls that set none; 0 = no deadline */
+	double drain_timeout_s;          /* SIGTERM: how long calls in flight may still run */
+	unsigned drain_linger_ms;        /* after the last reply, before closing sockets */
+	bool allow_insecure_remote;      /* non-loopback TCP without API keys */
+	struct strlist api_keys;         /* from the file's api_key lines (not the key file) */
+	char *api_key_file;
+};
+
+/* Fills cfg with built-in defaults (no listen address yet: see config_finish). */
+void config_init(struct inferd_config *cfg);
+void config_fini(struct inferd_config *cfg);
+
+/* Parses an INI file into cfg. Listen addresses and keys from the file replace the defaults.
+ * @return 0, -ENOENT/-EACCES when it cannot be read, -EINVAL on a bad line. */
+int config_load_file(struct inferd_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Sets one key of one section as if read from a file (used by the file parser and by flags).
+ * @return 0 or -EINVAL with a message. */
+int config_set(struct inferd_config *cfg, const char *section, const char *key,
+               const char *value, char *err, size_t errlen);
+
+/* Fills in what is still unset (the default listen addresses) and checks the whole.
+ * @return 0 or -EINVAL with a message. */
+int config_finish(struct inferd_config *cfg, char *err, size_t errlen);
+
+/* The default ipc path: $XDG_RUNTIME_DIR/inferd.sock, else /tmp/inferd-UID.sock. */
+void config_default_ipc(char *out, size_t outlen);
+
+int strlist_add(struct strlist *list, const char *s);
+void strlist_clear(struct strlist *list);
+
+/* @return 1 when a tcp:// URL's host is a loopback address (127.0.0.0/8, ::1, localhost), 0 for
+ * any other tcp:// host, -1 when the URL is not tcp://. */
+int config_url_is_loopback_tcp(const char *url);
+
+#endif

@@ -1,0 +1,145 @@
+/* inferd: the inference server daemon. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "inferd-config.h"
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	        "usage: inferd [OPTION]...\n"
+	        "Serves LLMs and image models over nanomsg (protobuf frames).\n"
+	        "\n"
+	        "  -c, --config FILE      read settings from an INI file (see inferd.conf(5) in the README)\n"
+	        "  -l, --listen URL       listen on a nanomsg address, tcp://HOST:PORT or ipc://PATH;\n"
+	        "                         repeatable; replaces the file's and the default addresses\n"
+	        "                         (default: %s and ipc://$XDG_RUNTIME_DIR/inferd.sock)\n"
+	        "      --log-level LEVEL  error, warn, info or debug (default: info)\n"
+	        "      --check-config     check the configuration, print it and exit\n"
+	        "  -V, --version          print the version and exit\n"
+	        "  -h, --help             print this help and exit\n"
+	        "\n"
+	        "Signals: SIGTERM/SIGINT drain calls in flight and exit; SIGHUP re-reads the log level.\n",
+	        CONFIG_DEFAULT_TCP);
+}
+
+static void print_config(const struct inferd_config *cfg)
+{
+	printf("config file: %s\n", cfg->path ? cfg->path : "(none)");
+	for (size_t i = 0; i < cfg->listen.n; i++)
+		printf("listen: %s\n", cfg->listen.items[i]);
+	printf("log level: %s\n", log_level_name(cfg->log_level));
+	printf("max_frame_bytes: %zu\nmax_calls: %u\ndefault_deadline_ms: %llu\n"
+	       "drain_timeout: %.1f s\n", cfg->max_frame_bytes, cfg->max_calls,
+	       (unsigned long long)cfg->default_deadline_ms, cfg->drain_timeout_s);
+	printf("api keys: %zu in the file%s\n", cfg->api_keys.n,
+	       cfg->api_key_file ? ", plus a key file" : "");
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_LOG_LEVEL = 256, OPT_CHECK };
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct inferd_config cfg;
+	struct strlist flag_listen = { 0 };
+	const char *config_path = NULL, *flag_level = NULL;
+	struct inferd_server *srv = NULL;
+	char err[512];
+	int check = 0, c, rc = 1;
+
+	config_init(&cfg);
+	while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'l':
+			if (strlist_add(&flag_listen, optarg) < 0)
+				goto out;
+			break;
+		case OPT_LOG_LEVEL:
+			flag_level = optarg;
+			break;
+		case OPT_CHECK:
+			check = 1;
+			break;
+		case 'V':
+			printf("inferd %s\n", INFERD_VERSION);
+			rc = 0;
+			goto out;
+		case 'h':
+			usage(stdout);
+			rc = 0;
+			goto out;
+		default:
+			usage(stderr);
+			rc = 2;
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "inferd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		rc = 2;
+		goto out;
+	}
+
+	/* Defaults, then the file, then flags. */
+	if (config_path && config_load_file(&cfg, config_path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "inferd: %s\n", err);
+		goto out;
+	}
+	if (flag_listen.n) {
+		strlist_clear(&cfg.listen);
+		for (size_t i = 0; i < flag_listen.n; i++) {
+			if (config_set(&cfg, "server", "listen", flag_listen.items[i], err,
+			               sizeof(err)) < 0) {
+				fprintf(stderr, "inferd: --listen: %s\n", err);
+				rc = 2;
+				goto out;
+			}
+		}
+	}
+	if (flag_level && config_set(&cfg, "log", "level", flag_level, err, sizeof(err)) < 0) {
+		fprintf(stderr, "inferd: --log-level: %s\n", err);
+		rc = 2;
+		goto out;
+	}
+	if (config_finish(&cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "inferd: %s\n", err);
+		goto out;
+	}
+	if (check) {
+		print_config(&cfg);
+		rc = 0;
+		goto out;
+	}
+
+	log_init(cfg.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	log_info("inferd %s starting", INFERD_VERSION);
+	if (inferd_server_new(&cfg, &srv, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	rc = inferd_server_run(srv);
+out:
+	inferd_server_free(srv);
+	strlist_clear(&flag_listen);
+	config_fini(&cfg);
+	return rc;
+}

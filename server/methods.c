@@ -1,0 +1,229 @@
+/* The method table and the methods served without a model: Health, ListModels, Stats, Cancel,
+ * Echo. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "inferd-config.h"
+#include "log.h"
+#include "server-internal.h"
+
+#define ECHO_MAX_COUNT 100000u
+#define ECHO_MAX_INTERVAL_MS 60000u
+
+typedef Inferd__V1__StatusCode status_code;
+
+static void finish_bad_payload(struct call *c)
+{
+	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_INVALID_ARGUMENT, NULL,
+	            "payload does not decode as a %s request", inferd_method_name(c->method));
+}
+
+/* ---- Health ------------------------------------------------------------------------------ */
+
+static void method_health(struct call *c, const uint8_t *payload, size_t len)
+{
+	Inferd__V1__HealthRequest *req = inferd__v1__health_request__unpack(NULL, len, payload);
+	Inferd__V1__HealthReply rep = INFERD__V1__HEALTH_REPLY__INIT;
+	struct inferd_server *srv = c->srv;
+
+	if (!req) {
+		finish_bad_payload(c);
+		return;
+	}
+	inferd__v1__health_request__free_unpacked(req, NULL);
+	rep.state = srv->state == SERVER_STATE_SERVING ? INFERD__V1__SERVING_STATE__SERVING_STATE_SERVING
+	                                               : INFERD__V1__SERVING_STATE__SERVING_STATE_DRAINING;
+	rep.version = (char *)INFERD_VERSION;
+	rep.uptime_seconds = server_now() - srv->started;
+	rep.allocator = srv->allocator;
+	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
+}
+
+/* ---- ListModels -------------------------------------------------------------------------- */
+
+static void method_list_models(struct call *c, const uint8_t *payload, size_t len)
+{
+	Inferd__V1__ListModelsRequest *req =
+		inferd__v1__list_models_request__unpack(NULL, len, payload);
+	Inferd__V1__ListModelsReply rep = INFERD__V1__LIST_MODELS_REPLY__INIT;
+
+	if (!req) {
+		finish_bad_payload(c);
+		return;
+	}
+	inferd__v1__list_models_request__free_unpacked(req, NULL);
+	/* No model is loaded by this build of the daemon yet: the list is empty. */
+	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
+}
+
+/* ---- Stats ------------------------------------------------------------------------------- */
+
+static void method_stats(struct call *c, const uint8_t *payload, size_t len)
+{
+	Inferd__V1__StatsRequest *req = inferd__v1__stats_request__unpack(NULL, len, payload);
+	Inferd__V1__StatsReply rep = INFERD__V1__STATS_REPLY__INIT;
+	struct inferd_server *srv = c->srv;
+	const struct server_stats *st = &srv->stats;
+	Inferd__V1__CallCount counts[STATS_METHOD_SLOTS * STATS_STATUS_SLOTS];
+	Inferd__V1__CallCount *ptrs[STATS_METHOD_SLOTS * STATS_STATUS_SLOTS];
+	size_t n = 0;
+
+	if (!req) {
+		finish_bad_payload(c);
+		return;
+	}
+	inferd__v1__stats_request__free_unpacked(req, NULL);
+	for (int m = 0; m < STATS_METHOD_SLOTS; m++) {
+		for (int s = 0; s < STATS_STATUS_SLOTS; s++) {
+			if (!st->calls[m][s])
+				continue;
+			inferd__v1__call_count__init(&counts[n]);
+			counts[n].method = (char *)inferd_method_name(m < STATS_METHOD_SLOTS - 1 ? m : -1);
+			counts[n].status = (char *)inferd_status_name(s);
+			counts[n].count = st->calls[m][s];
+			ptrs[n] = &counts[n];
+			n++;
+		}
+	}
+	rep.uptime_seconds = server_now() - srv->started;
+	/* This Stats call is itself in flight; it is not counted among the finished ones yet. */
+	rep.calls_in_flight = srv->calls.count;
+	rep.calls_total = st->calls_total;
+	rep.n_calls = n;
+	rep.calls = ptrs;
+	rep.bytes_in = st->bytes_in;
+	rep.bytes_out = st->bytes_out;
+	rep.frames_in = st->frames_in;
+	rep.frames_out = st->frames_out;
+	rep.frames_rejected = st->frames_rejected;
+	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
+}
+
+/* ---- Cancel ------------------------------------------------------------------------------ */
+
+static void method_cancel(struct call *c, const uint8_t *payload, size_t len)
+{
+	Inferd__V1__CancelRequest *req = inferd__v1__cancel_request__unpack(NULL, len, payload);
+	Inferd__V1__CancelReply rep = INFERD__V1__CANCEL_REPLY__INIT;
+
+	if (!req) {
+		finish_bad_payload(c);
+		return;
+	}
+	uint64_t target_id = req->call_id;
+	inferd__v1__cancel_request__free_unpacked(req, NULL);
+	struct call *target = target_id == c->call_id
+	                              ? NULL
+	                              : call_table_find(&c->srv->calls, c->lis, c->header,
+	                                                c->header_len, target_id);
+	if (!target) {
+		call_finish(c, INFERD__V1__STATUS_CODE__STATUS_NOT_FOUND, NULL,
+		            "no call %llu in flight on this connection",
+		            (unsigned long long)target_id);
+		return;
+	}
+	call_finish(target, INFERD__V1__STATUS_CODE__STATUS_CANCELLED, NULL, "cancelled by the client");
+	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
+}
+
+/* ---- Echo -------------------------------------------------------------------------------- */
+
+struct echo_state {
+	struct call *call;
+	struct event *timer;
+	struct timeval interval;
+	uint32_t count, index;
+	ProtobufCBinaryData data;
+};
+
+static void echo_release(struct call *c)
+{
+	struct echo_state *es = c->method_state;
+	if (es->timer)
+		event_free(es->timer);
+	free(es->data.data);
+	free(es);
+	c->method_state = NULL;
+}
+
+static const struct call_ops echo_ops = { .release = echo_release };
+
+static void echo_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct echo_state *es = arg;
+	Inferd__V1__EchoReply rep = INFERD__V1__ECHO_REPLY__INIT;
+	(void)fd;
+	(void)what;
+
+	rep.data = es->data;
+	rep.index = es->index++;
+	if (es->index >= es->count) {
+		call_finish(es->call, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
+		return;
+	}
+	call_reply(es->call, &rep.base);
+	evtimer_add(es->timer, &es->interval);
+}
+
+static void method_echo(struct call *c, const uint8_t *payload, size_t len)
+{
+	Inferd__V1__EchoRequest *req = inferd__v1__echo_request__unpack(NULL, len, payload);
+	struct echo_state *es;
+
+	if (!req) {
+		finish_bad_payload(c);
+		return;
+	}
+	if (req->count > ECHO_MAX_COUNT || req->interval_ms > ECHO_MAX_INTERVAL_MS) {
+		call_finish(c, INFERD__V1__STATUS_CODE__STATUS_INVALID_ARGUMENT, NULL,
+		            "Echo: count must be at most %u and interval_ms at most %u",
+		            ECHO_MAX_COUNT, ECHO_MAX_INTERVAL_MS);
+		goto out;
+	}
+	es = calloc(1, sizeof(*es));
+	if (!es)
+		goto oom;
+	es->call = c;
+	es->count = req->count ? req->count : 1;
+	es->interval.tv_sec = req->interval_ms / 1000;
+	es->interval.tv_usec = (suseconds_t)(req->interval_ms % 1000) * 1000;
+	if (req->data.len) {
+		es->data.data = malloc(req->data.len);
+		if (!es->data.data) {
+			free(es);
+			goto oom;
+		}
+		memcpy(es->data.data, req->data.data, req->data.len);
+		es->data.len = req->data.len;
+	}
+	es->timer = evtimer_new(c->srv->base, echo_tick, es);
+	c->method_state = es;
+	c->ops = &echo_ops;
+	if (!es->timer || evtimer_add(es->timer, &es->interval) < 0) {
+		call_finish(c, INFERD__V1__STATUS_CODE__STATUS_INTERNAL, NULL, "cannot arm a timer");
+		goto out;
+	}
+	goto out;
+oom:
+	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED, NULL, "out of memory");
+out:
+	inferd__v1__echo_request__free_unpacked(req, NULL);
+}
+
+/* ---- table ------------------------------------------------------------------------------- */
+
+static const struct method_entry methods[] = {
+	{ INFERD__V1__METHOD__METHOD_HEALTH, method_health, true },
+	{ INFERD__V1__METHOD__METHOD_LIST_MODELS, method_list_models, true },
+	{ INFERD__V1__METHOD__METHOD_STATS, method_stats, true },
+	{ INFERD__V1__METHOD__METHOD_CANCEL, method_cancel, true },
+	{ INFERD__V1__METHOD__METHOD_ECHO, method_echo, false },
+};
+
+const struct method_entry *method_lookup(int method)
+{
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (methods[i].method == method)
+			return &methods[i];
+	return NULL;
+}

@@ -1,0 +1,152 @@
+/* Private structures shared by the daemon's pieces (server, listener, calls, methods).
+ * Everything here runs on the event-loop thread. */
+#ifndef INFERD_SERVER_INTERNAL_H
+#define INFERD_SERVER_INTERNAL_H
+
+#include <event2/event.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "config.h"
+#include "frame.h"
+#include "server.h"
+
+#define STATS_METHOD_SLOTS 13   /* Method values 0..11, then one slot for unknown values */
+#define STATS_STATUS_SLOTS 17
+
+struct server_stats {
+	uint64_t calls_total;
+	uint64_t calls[STATS_METHOD_SLOTS][STATS_STATUS_SLOTS]; /* finished, by method, status */
+	uint64_t bytes_in, bytes_out;
+	uint64_t frames_in, frames_out;
+	uint64_t frames_rejected;  /* refused before reaching a method (bad frame, auth, ...) */
+	uint64_t frames_dropped;   /* replies nanomsg would not take */
+};
+
+enum server_state {
+	SERVER_STATE_SERVING,
+	SERVER_STATE_DRAINING,   /* SIGTERM: finishing calls in flight */
+	SERVER_STATE_LINGERING,  /* all replies sent; letting nanomsg flush before closing */
+};
+
+struct listener {
+	struct inferd_server *srv;
+	char *url;
+	int sock;                /* nanomsg AF_SP_RAW NN_REP socket */
+	struct event *rx_ev;
+};
+
+struct call;
+
+/* A method's hooks on a call it keeps running after its handler returned. */
+struct call_ops {
+	/* Frees the method's state; called exactly once when the call ends, however it ends. */
+	void (*release)(struct call *c);
+};
+
+enum call_state {
+	CALL_STATE_RUNNING,
+	CALL_STATE_DONE,
+};
+
+struct call {
+	struct inferd_server *srv;
+	struct listener *lis;
+	uint8_t header[INFERD_SP_HEADER_MAX]; /* nanomsg backtrace: peer pipe id + request id */
+	size_t header_len;
+	uint64_t call_id;
+	int method;
+	uint32_t seq;                         /* next reply frame's seq */
+	enum call_state state;
+	double started;                       /* monotonic seconds */
+	struct event *deadline_ev;
+	const struct call_ops *ops;
+	void *method_state;
+	struct call *hash_next;
+};
+
+struct call_table {
+	struct call **buckets;
+	size_t n_buckets;         /* a power of two */
+	size_t count;
+};
+
+struct inferd_server {
+	struct event_base *base;
+	const struct inferd_config *cfg;
+	struct auth *auth;
+	struct listener *listeners;
+	size_t n_listeners;
+	struct call_table calls;
+	struct server_stats stats;
+	enum server_state state;
+	double started;                       /* monotonic seconds */
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *drain_ev, *linger_ev, *watchdog_ev;
+	char allocator[128];
+};
+
+double server_now(void);
+
+/* ---- calls (call.c) ---------------------------------------------------------------------- */
+
+int call_table_init(struct call_table *t);
+void call_table_fini(struct call_table *t);
+/* Finds a running call of the same peer (all of the header but the request id) and id. */
+struct call *call_table_find(struct call_table *t, const struct listener *lis,
+                             const uint8_t *header, size_t header_len, uint64_t call_id);
+
+/* Creates a running call and adds it to the server's table; arms the deadline when
+ * deadline_ms > 0. @return the call (owned by the table until it ends) or NULL (no memory). */
+struct call *call_new(struct inferd_server *srv, struct listener *lis, const uint8_t *header,
+                      size_t header_len, uint64_t call_id, int method, uint64_t deadline_ms);
+
+/* Sends a data frame (not the last) carrying msg. */
+void call_reply(struct call *c, const ProtobufCMessage *msg);
+
+/* Sends the last frame (msg may be NULL), counts the call and frees it: c is gone after. */
+void call_finish(struct call *c, int status, const ProtobufCMessage *msg, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Visits every running call; the visitor may finish the call it is given. */
+void call_table_foreach(struct call_table *t, void (*fn)(struct call *c, void *arg), void *arg);
+
+/* ---- sending (listener.c) ---------------------------------------------------------------- */
+
+/* Encodes and sends one reply frame to the peer named by header. */
+void listener_send(struct listener *lis, const uint8_t *header, size_t header_len,
+                   const inferd_frame *frame);
+
+/* Sends a final status frame for a call that never started (rejected). */
+void listener_reject(struct listener *lis, const uint8_t *header, size_t header_len,
+                     uint64_t call_id, int method, int status, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+
+int listener_open(struct listener *lis, struct inferd_server *srv, const char *url,
+                  char *err, size_t errlen);
+void listener_close(struct listener *lis);
+
+/* ---- dispatch (dispatch.c) and methods (methods.c) --------------------------------------- */
+
+/* Handles one received message: decode, checks, method dispatch. Takes nothing over. */
+void server_dispatch(struct inferd_server *srv, struct listener *lis,
+                     const struct inferd_wire_msg *msg);
+
+typedef void (*method_handler)(struct call *c, const uint8_t *payload, size_t len);
+
+struct method_entry {
+	int method;
+	method_handler handler;
+	bool while_draining;   /* cheap calls still served during a drain */
+};
+
+/* @return the entry of a served method, or NULL. */
+const struct method_entry *method_lookup(int method);
+
+/* Server state hooks used by methods. */
+void server_call_ended(struct inferd_server *srv);
+void server_stats_count(struct inferd_server *srv, int method, int status);
+
+#endif

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
+#include <nanomsg/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,7 @@ int listener_open(struct listener *lis, struct inferd_server *srv, const char *u
 	 * between max_frame_bytes and this get a RESOURCE_EXHAUSTED reply instead. */
 	int maxsize = (int)(srv->cfg->max_frame_bytes * 2 + 65536);
 	int bufsize = 4 << 20;
+	int nodelay = 1; /* small frames must not wait for Nagle's algorithm (~40 ms stalls) */
 
 	memset(lis, 0, sizeof(*lis));
 	lis->srv = srv;
@@ -112,7 +114,8 @@ int listener_open(struct listener *lis, struct inferd_server *srv, const char *u
 		goto nn_fail;
 	if (nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize)) < 0 ||
 	    nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_SNDBUF, &bufsize, sizeof(bufsize)) < 0 ||
-	    nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_RCVBUF, &bufsize, sizeof(bufsize)) < 0)
+	    nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_RCVBUF, &bufsize, sizeof(bufsize)) < 0 ||
+	    nn_setsockopt(lis->sock, NN_TCP, NN_TCP_NODELAY, &nodelay, sizeof(nodelay)) < 0)
 		goto nn_fail;
 	if (nn_bind(lis->sock, url) < 0)
 		goto nn_fail;

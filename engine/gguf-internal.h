@@ -44,6 +44,12 @@ struct gguf {
 };
 
 uint64_t gguf_hash(const char *s, size_t len);
+/* An empty index for n entries; -ENOMEM. Freed with free(ix->slots). */
+int gguf_index_init(struct gguf_index *ix, int64_t n);
+/* Inserts entry idx named s; -EEXIST when the name is already present. */
+int gguf_index_add(struct gguf_index *ix, const char *s, size_t len, int64_t idx,
+                   const char *(*name_of)(const struct gguf *, int64_t, size_t *),
+                   const struct gguf *g);
 /* Slot lookup: index of the entry named s (len bytes), or -1. name_of returns an entry's name. */
 int64_t gguf_index_find(const struct gguf_index *ix, const char *s, size_t len,
                         const char *(*name_of)(const struct gguf *, int64_t, size_t *),

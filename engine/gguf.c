@@ -127,61 +127,6 @@ size_t gguf_vtype_size(uint32_t t)
 	}
 }
 
-/* ---- name index ----------------------------------------------------------------- */
-
-uint64_t gguf_hash(const char *s, size_t len)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (size_t i = 0; i < len; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
-static int index_init(struct gguf_index *ix, int64_t n)
-{
-	uint64_t cap = 8;
-	while (cap < (uint64_t)n * 2)
-		cap <<= 1;
-	ix->slots = calloc(cap, sizeof *ix->slots);
-	if (ix->slots == NULL)
-		return -ENOMEM;
-	ix->mask = cap - 1;
-	return 0;
-}
-
-int64_t gguf_index_find(const struct gguf_index *ix, const char *s, size_t len,
-                        const char *(*name_of)(const struct gguf *, int64_t, size_t *),
-                        const struct gguf *g)
-{
-	if (ix->slots == NULL)
-		return -1;
-	for (uint64_t h = gguf_hash(s, len) & ix->mask;; h = (h + 1) & ix->mask) {
-		int64_t v = ix->slots[h];
-		if (v == 0)
-			return -1;
-		size_t nl;
-		const char *nm = name_of(g, v - 1, &nl);
-		if (nl == len && memcmp(nm, s, len) == 0)
-			return v - 1;
-	}
-}
-
-/* Inserts entry idx; -EEXIST when the name is already present. */
-static int index_add(struct gguf_index *ix, const char *s, size_t len, int64_t idx,
-                     const char *(*name_of)(const struct gguf *, int64_t, size_t *),
-                     const struct gguf *g)
-{
-	if (gguf_index_find(ix, s, len, name_of, g) >= 0)
-		return -EEXIST;
-	uint64_t h = gguf_hash(s, len) & ix->mask;
-	while (ix->slots[h] != 0)
-		h = (h + 1) & ix->mask;
-	ix->slots[h] = idx + 1;
-	return 0;
-}
-
 static const char *kv_name(const struct gguf *g, int64_t i, size_t *len)
 {
 	*len = g->kv[i].key_len;
@@ -418,13 +363,13 @@ static int parse(struct pctx *c)
 		            (unsigned long long)n_tensors, g->size);
 
 	g->kv = calloc((size_t)(n_kv ? n_kv : 1), sizeof *g->kv);
-	if (g->kv == NULL || index_init(&g->kv_index, (int64_t)n_kv) < 0)
+	if (g->kv == NULL || gguf_index_init(&g->kv_index, (int64_t)n_kv) < 0)
 		return perr(c, -ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < n_kv; i++) {
 		g->n_kv = (int64_t)i + 1; /* so that gguf_free() frees what was parsed */
 		if ((rc = parse_kv(c, &g->kv[i], (int64_t)i)) < 0)
 			return rc;
-		if (index_add(&g->kv_index, g->kv[i].key, g->kv[i].key_len, (int64_t)i, kv_name, g) < 0)
+		if (gguf_index_add(&g->kv_index, g->kv[i].key, g->kv[i].key_len, (int64_t)i, kv_name, g) < 0)
 			return perr(c, -EBADMSG, "duplicate metadata key '%s'", g->kv[i].key);
 	}
 
@@ -441,14 +386,14 @@ static int parse(struct pctx *c)
 	}
 
 	g->tensors = calloc((size_t)(n_tensors ? n_tensors : 1), sizeof *g->tensors);
-	if (g->tensors == NULL || index_init(&g->tensor_index, (int64_t)n_tensors) < 0)
+	if (g->tensors == NULL || gguf_index_init(&g->tensor_index, (int64_t)n_tensors) < 0)
 		return perr(c, -ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < n_tensors; i++) {
 		struct gguf_tensor_info *t = &g->tensors[i];
 		g->n_tensors = (int64_t)i + 1;
 		if ((rc = parse_tinfo(c, t, (int64_t)i)) < 0)
 			return rc;
-		if (index_add(&g->tensor_index, t->name, strlen(t->name), (int64_t)i, tensor_name, g) < 0)
+		if (gguf_index_add(&g->tensor_index, t->name, strlen(t->name), (int64_t)i, tensor_name, g) < 0)
 			return perr(c, -EBADMSG, "duplicate tensor name '%s'", t->name);
 		if (t->offset % g->alignment != 0)
 			return perr(c, -EBADMSG, "tensor '%s': data offset %llu is not a multiple of the "

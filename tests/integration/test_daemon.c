@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -419,4 +421,46 @@ Test(daemon, client_spreads_calls_over_endpoints_and_reports_unreachable_ones)
 	cr_expect(er.local);
 	cr_expect(strstr(er.message, url) != NULL, "%s", er.message);
 	inferd_client_free(c);
+}
+
+/* ---- systemd notifications --------------------------------------------------------------- */
+
+static bool wait_notify(int fd, const char *what, int timeout_ms)
+{
+	char buf[1024];
+	for (int waited = 0; waited < timeout_ms; waited += 20) {
+		ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strstr(buf, what))
+				return true;
+			continue;
+		}
+		usleep(20000);
+	}
+	return false;
+}
+
+Test(daemon, tells_systemd_ready_watchdog_and_stopping)
+{
+	char dir[] = "/tmp/inferd-test-notify-XXXXXX";
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", dir);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	setenv("WATCHDOG_USEC", "200000", 1);
+	td_start(&d, NULL, NULL);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	cr_expect(wait_notify(fd, "READY=1", 2000));
+	cr_expect(wait_notify(fd, "WATCHDOG=1", 2000));
+	cr_expect_eq(td_stop(&d), 0);
+	cr_expect(wait_notify(fd, "STOPPING=1", 2000));
+	close(fd);
+	unlink(sa.sun_path);
+	rmdir(dir);
 }

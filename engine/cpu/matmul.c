@@ -9,6 +9,7 @@
 
 #include <omp.h>
 
+#include "quant.h"
 #include "vec.h"
 
 /* ---- weights ---------------------------------------------------------------- */
@@ -94,6 +95,68 @@ int cpu_matmul_check(const struct cpu_weight *w, const float *x, int64_t ldx, in
 	return 0;
 }
 
+/* n_tokens from which F32 weights go through dnnl_sgemm and F16/BF16 weights through
+ * converted panels and dnnl_sgemm; below, the own kernels (measured by bench_matmul). */
+enum { SGEMM_MIN_TOKENS = 8, HALF_GEMM_MIN_TOKENS = 8 };
+
+/* Below this many multiply-adds one thread does the product: a parallel region costs a
+ * few microseconds. */
+#define SERIAL_MACS (1 << 16)
+
+/* Rows split in nt contiguous ranges (multiples of 4 rows, the float tiles' height). */
+static void run_rows(vec_rows_fn fn, const struct cpu_weight *w, const void *xa, size_t xs,
+                     int64_t n_tokens, float *y, int64_t ldy, int nt)
+{
+	if (nt <= 1) {
+		fn(w, xa, xs, n_tokens, y, ldy, 0, w->rows);
+		return;
+	}
+	int64_t per = ((w->rows + nt - 1) / nt + 3) & ~(int64_t)3;
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+	for (int i = 0; i < nt; i++) {
+		int64_t r0 = per * i, r1 = r0 + per < w->rows ? r0 + per : w->rows;
+		if (r0 < r1)
+			fn(w, xa, xs, n_tokens, y, ldy, r0, r1);
+	}
+}
+
+/* Quantized weights: activations to Q8_0 / Q8_K blocks once per call (the scratch is one
+ * allocation per call, n_tokens x cols/32 x 36 bytes at most), then the row kernels. */
+static int matmul_quant(const struct cpu_weight *w, const float *x, int64_t ldx,
+                        int64_t n_tokens, float *y, int64_t ldy, int nt)
+{
+	enum dtype act;
+	int64_t be;
+	size_t bb;
+	if (!quant_act_format(w->type, &act, &be, &bb))
+		return -ENOTSUP;
+	const size_t xs = (size_t)(w->cols / be) * bb; /* bytes per token */
+	uint8_t *xq = malloc(xs * (size_t)n_tokens);
+	if (xq == NULL)
+		return -ENOMEM;
+	const bool simd = vec_have_avx2();
+	vec_rows_fn fn = simd ? vec_rows_avx2(w->type) : vec_rows_quant_scalar;
+	int64_t per = ((w->rows + nt - 1) / nt);
+#pragma omp parallel num_threads(nt)
+	{
+#pragma omp for schedule(static)
+		for (int64_t t = 0; t < n_tokens; t++) {
+			if (act == DTYPE_Q8_0)
+				quant_row_q8_0a(x + t * ldx, (struct q8_0a *)(void *)(xq + t * xs), w->cols);
+			else
+				quant_row_q8_k(x + t * ldx, (struct q8_k *)(void *)(xq + t * xs), w->cols);
+		}
+#pragma omp for schedule(static, 1)
+		for (int i = 0; i < nt; i++) {
+			int64_t r0 = per * i, r1 = r0 + per < w->rows ? r0 + per : w->rows;
+			if (r0 < r1)
+				fn(w, xq, xs, n_tokens, y, ldy, r0, r1);
+		}
+	}
+	free(xq);
+	return 0;
+}
+
 int cpu_matmul(const struct cpu_weight *w, const float *x, int64_t ldx, int64_t n_tokens,
                float *y, int64_t ldy, int n_threads)
 {
@@ -105,7 +168,26 @@ int cpu_matmul(const struct cpu_weight *w, const float *x, int64_t ldx, int64_t 
 		nt = 1;
 	if ((int64_t)nt > w->rows)
 		nt = (int)w->rows;
-	return cpu_matmul_scalar(w, x, ldx, n_tokens, y, ldy, nt);
+	if ((double)n_tokens * (double)w->rows * (double)w->cols < (double)SERIAL_MACS)
+		nt = 1;
+	const bool simd = vec_have_avx2();
+	switch (w->type) {
+	case DTYPE_F32:
+		if ((n_tokens >= SGEMM_MIN_TOKENS || !simd) && w->row_bytes % sizeof(float) == 0)
+			return cpu_matmul_sgemm(w, x, ldx, n_tokens, y, ldy, nt);
+		break;
+	case DTYPE_F16:
+	case DTYPE_BF16:
+		if (n_tokens >= HALF_GEMM_MIN_TOKENS)
+			return cpu_matmul_half_gemm(w, x, ldx, n_tokens, y, ldy, nt);
+		break;
+	default:
+		return matmul_quant(w, x, ldx, n_tokens, y, ldy, nt);
+	}
+	if (!simd)
+		return cpu_matmul_scalar(w, x, ldx, n_tokens, y, ldy, nt);
+	run_rows(vec_rows_avx2(w->type), w, x, (size_t)ldx * sizeof(float), n_tokens, y, ldy, nt);
+	return 0;
 }
 
 int cpu_matmul_scalar(const struct cpu_weight *w, const float *x, int64_t ldx,

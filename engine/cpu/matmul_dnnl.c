@@ -1,0 +1,71 @@
+/* The oneDNN paths of cpu_matmul (larger n_tokens): dnnl_sgemm on f32 weights in place,
+ * and for F16/BF16 weights panels of rows converted to f32 in a per-thread buffer and
+ * multiplied by dnnl_sgemm on that thread (oneDNN 2.6 has no f16/bf16 matmul for AVX2-only
+ * CPUs). The conversion costs O(rows x cols) against O(n_tokens x rows x cols) for the
+ * product, so it vanishes at prefill sizes. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include <dnnl.h>
+#include <omp.h>
+
+#include "vec.h"
+
+/* Rows per converted panel: 128 rows x 1024 cols x 4 bytes = 512 KiB, about one L2. */
+enum { PANEL_BYTES = 512 * 1024, PANEL_MIN_ROWS = 16 };
+
+static int status_errno(dnnl_status_t st)
+{
+	switch (st) {
+	case dnnl_success: return 0;
+	case dnnl_out_of_memory: return -ENOMEM;
+	case dnnl_invalid_arguments: return -EINVAL;
+	default: return -ENOTSUP;
+	}
+}
+
+int cpu_matmul_sgemm(const struct cpu_weight *w, const float *x, int64_t ldx,
+                     int64_t n_tokens, float *y, int64_t ldy, int nt)
+{
+	/* Y (n x rows) = X (n x cols) . W^T, W row-major rows x cols with stride row_bytes/4 */
+	int prev = omp_get_max_threads();
+	omp_set_num_threads(nt);
+	dnnl_status_t st = dnnl_sgemm('N', 'T', n_tokens, w->rows, w->cols, 1.0f, x, ldx,
+	                              w->data, (dnnl_dim_t)(w->row_bytes / sizeof(float)), 0.0f,
+	                              y, ldy);
+	omp_set_num_threads(prev);
+	return status_errno(st);
+}
+
+int cpu_matmul_half_gemm(const struct cpu_weight *w, const float *x, int64_t ldx,
+                         int64_t n_tokens, float *y, int64_t ldy, int nt)
+{
+	int64_t pr = PANEL_BYTES / ((int64_t)sizeof(float) * w->cols);
+	if (pr < PANEL_MIN_ROWS)
+		pr = PANEL_MIN_ROWS;
+	if (pr > w->rows)
+		pr = w->rows;
+	const int64_t n_panels = (w->rows + pr - 1) / pr;
+	int err = 0;
+#pragma omp parallel num_threads(nt)
+	{
+		float *panel = malloc((size_t)pr * (size_t)w->cols * sizeof(float));
+		int my = panel == NULL ? -ENOMEM : 0;
+#pragma omp for schedule(static)
+		for (int64_t p = 0; p < n_panels; p++) {
+			if (my < 0)
+				continue;
+			int64_t r0 = p * pr, n = w->rows - r0 < pr ? w->rows - r0 : pr;
+			vec_rows_to_f32(w, r0, n, panel);
+			/* inside the parallel region oneDNN runs on this thread alone */
+			my = status_errno(dnnl_sgemm('N', 'T', n_tokens, n, w->cols, 1.0f, x, ldx,
+			                             panel, w->cols, 0.0f, y + r0, ldy));
+		}
+		free(panel);
+		if (my < 0) {
+#pragma omp critical(cpu_matmul_err)
+			err = my;
+		}
+	}
+	return err;
+}

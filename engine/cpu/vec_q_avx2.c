@@ -9,6 +9,8 @@
  * Shape of the work: a tile of one weight row times T <= 4 tokens; the weight block is
  * loaded and unpacked once for the T tokens. Tokens go in chunks of TOKEN_CHUNK so that the
  * chunk's quantized activations stay in L2 while the thread's rows stream past. */
+#include <string.h>
+
 #include <immintrin.h>
 
 #include "quant.h"
@@ -79,16 +81,25 @@ AVX2_FN INLINE void q4k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 	__m256 acc[4];
 	for (int j = 0; j < T; j++)
 		acc[j] = _mm256_setzero_ps();
+	/* int16 element k of a register, broadcast to all lanes: bytes 2k, 2k+1 */
+	__m256i pick[8];
+	for (int k = 0; k < 8; k++)
+		pick[k] = _mm256_set1_epi16((short)(0x0100 + 0x0202 * k));
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *blk = wrow + (size_t)b * DTYPE_Q4_K_BYTES;
 		const float d = f16(blk), dmin = f16(blk + 2);
-		int sc[8], m[8];
-		for (int k = 0; k < 8; k++)
-			quant_q4_k_scale_min(k, blk + 4, &sc[k], &m[k]);
-		const __m256i mins = _mm256_setr_epi16(
-			(short)m[0], (short)m[0], (short)m[1], (short)m[1], (short)m[2], (short)m[2],
-			(short)m[3], (short)m[3], (short)m[4], (short)m[4], (short)m[5], (short)m[5],
-			(short)m[6], (short)m[6], (short)m[7], (short)m[7]);
+		/* the 12 packed bytes as three words: 8 scales and 8 mins of 6 bits (see
+		 * quant_q4_k_scale_min), unpacked four at a time */
+		uint32_t u[3];
+		memcpy(u, blk + 4, 12);
+		const uint64_t sc8 = (uint64_t)(u[0] & 0x3f3f3f3fu) |
+		                     (uint64_t)((u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u)) << 32;
+		const uint64_t m8 = (uint64_t)(u[1] & 0x3f3f3f3fu) |
+		                    (uint64_t)(((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u)) << 32;
+		const __m256i scv = _mm256_broadcastsi128_si256(
+			_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+		const __m128i mb = _mm_cvtsi64_si128((long long)m8);
+		const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mb, mb)); /* m0 m0 m1 m1 .. */
 		__m256i sumi[4];
 		for (int j = 0; j < T; j++)
 			sumi[j] = _mm256_setzero_si256();
@@ -96,8 +107,8 @@ AVX2_FN INLINE void q4k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 			__m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16 + 32 * k));
 			__m256i lo = _mm256_and_si256(raw, m4);
 			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-			__m256i s0 = _mm256_set1_epi16((short)sc[2 * k]);
-			__m256i s1 = _mm256_set1_epi16((short)sc[2 * k + 1]);
+			__m256i s0 = _mm256_shuffle_epi8(scv, pick[2 * k]);
+			__m256i s1 = _mm256_shuffle_epi8(scv, pick[2 * k + 1]);
 			for (int j = 0; j < T; j++) {
 				const struct q8_k *a = (const struct q8_k *)(const void *)(xa + j * xs) + b;
 				__m256i y0 = _mm256_loadu_si256((const __m256i *)(const void *)(a->qs + 64 * k));

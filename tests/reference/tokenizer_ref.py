@@ -23,7 +23,8 @@ decode(encode(s)) == s where the tokenizer preserves it (see the README for
 the exceptions). With --pre NAME a vocab-only copy of the file with that
 tokenizer.ggml.pre is written and used (and so tested).
 
-usage: tokenizer_ref.py --tokenize PATH --gguf PATH --corpus PATH [--pre NAME]
+usage: tokenizer_ref.py --tokenize PATH (--gguf PATH | --mkmodel PATH --tokenizer spm|bpe)
+                        --corpus PATH [--pre NAME] [--augment]
 Exit status 0 when all checks pass, 1 on a mismatch, 77 (skip) when the
 BPE reference library is not installed.
 """
@@ -358,18 +359,25 @@ def run(tool, args, data):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenize", required=True)
-    ap.add_argument("--gguf", required=True)
+    ap.add_argument("--gguf", help="the GGUF file (or --mkmodel)")
+    ap.add_argument("--mkmodel", help="generate the file with this inferd-mkmodel")
+    ap.add_argument("--tokenizer", default="spm", help="with --mkmodel: spm or bpe")
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--pre")
     ap.add_argument("--augment", action="store_true",
                     help="BPE: add merges across digits, whitespace and punctuation first")
     a = ap.parse_args()
 
-    if not os.path.exists(a.gguf):
+    tmp = tempfile.TemporaryDirectory()
+    if a.mkmodel:
+        a.gguf = os.path.join(tmp.name, f"gen-{a.tokenizer}.gguf")
+        subprocess.run([a.mkmodel, "llm", "--out", a.gguf, "--tokenizer", a.tokenizer,
+                        "--vocab", "2000", "--dim", "32", "--layers", "1", "--heads", "2",
+                        "--ffn", "32"], check=True, capture_output=True)
+    if not a.gguf or not os.path.exists(a.gguf):
         print(f"SKIP: {a.gguf} is absent")
         return 77
     kv = read_metadata(a.gguf)
-    tmp = tempfile.TemporaryDirectory()
     path = a.gguf
     if a.augment:
         augment(kv)

@@ -97,7 +97,7 @@ int cpu_matmul_check(const struct cpu_weight *w, const float *x, int64_t ldx, in
 
 /* n_tokens from which F32 weights go through dnnl_sgemm and F16/BF16 weights through
  * converted panels and dnnl_sgemm; below, the own kernels (measured by bench_matmul). */
-enum { SGEMM_MIN_TOKENS = 8, HALF_GEMM_MIN_TOKENS = 8 };
+enum { SGEMM_MIN_TOKENS = 16, HALF_GEMM_MIN_TOKENS = 64 };
 
 /* Below this many multiply-adds one thread does the product: a parallel region costs a
  * few microseconds. */

@@ -88,23 +88,30 @@ AVX2_FN INLINE void float_tile(enum dtype t, int R, int T, const struct cpu_weig
 {
 	const uint8_t *p[4];
 	__m256 acc[4][2];
+	#pragma GCC unroll 4
 	for (int i = 0; i < R; i++) {
 		p[i] = (const uint8_t *)w->data + (size_t)(r + i) * w->row_bytes;
+		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++)
 			acc[i][j] = _mm256_setzero_ps();
 	}
 	const int64_t n8 = w->cols & ~(int64_t)7;
 	for (int64_t c = 0; c < n8; c += 8) {
 		__m256 xv[2];
+		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++)
 			xv[j] = _mm256_loadu_ps(x + j * xs + c);
+		#pragma GCC unroll 4
 		for (int i = 0; i < R; i++) {
 			__m256 wv = ld8(t, p[i], c);
+			#pragma GCC unroll 4
 			for (int j = 0; j < T; j++)
 				acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
 		}
 	}
+	#pragma GCC unroll 4
 	for (int i = 0; i < R; i++) {
+		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++) {
 			float s = hsum8(acc[i][j]);
 			for (int64_t c = n8; c < w->cols; c++)

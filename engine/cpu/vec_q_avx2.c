@@ -44,6 +44,7 @@ AVX2_FN INLINE void q8_tile(enum dtype t, int T, const uint8_t *wrow, int64_t nb
 	const size_t bb = t == DTYPE_Q4_0 ? DTYPE_Q4_0_BYTES : DTYPE_Q8_0_BYTES;
 	const __m256i ones = _mm256_set1_epi16(1);
 	__m256 acc[4];
+	#pragma GCC unroll 4
 	for (int j = 0; j < T; j++)
 		acc[j] = _mm256_setzero_ps();
 	for (int64_t b = 0; b < nb; b++) {
@@ -59,6 +60,7 @@ AVX2_FN INLINE void q8_tile(enum dtype t, int T, const uint8_t *wrow, int64_t nb
 		}
 		const __m256i aq = _mm256_abs_epi8(q);
 		const float dw = f16(blk);
+		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++) {
 			const struct q8_0a *a = (const struct q8_0a *)(const void *)(xa + j * xs) + b;
 			__m256i s = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(const void *)a->qs), q);
@@ -66,6 +68,7 @@ AVX2_FN INLINE void q8_tile(enum dtype t, int T, const uint8_t *wrow, int64_t nb
 			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), _mm256_cvtepi32_ps(p32), acc[j]);
 		}
 	}
+	#pragma GCC unroll 4
 	for (int j = 0; j < T; j++)
 		y[j * ldy] = hsum8(acc[j]);
 }
@@ -79,10 +82,12 @@ AVX2_FN INLINE void q4k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	__m256 acc[4];
+	#pragma GCC unroll 4
 	for (int j = 0; j < T; j++)
 		acc[j] = _mm256_setzero_ps();
 	/* int16 element k of a register, broadcast to all lanes: bytes 2k, 2k+1 */
 	__m256i pick[8];
+	#pragma GCC unroll 8
 	for (int k = 0; k < 8; k++)
 		pick[k] = _mm256_set1_epi16((short)(0x0100 + 0x0202 * k));
 	for (int64_t b = 0; b < nb; b++) {
@@ -101,14 +106,17 @@ AVX2_FN INLINE void q4k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 		const __m128i mb = _mm_cvtsi64_si128((long long)m8);
 		const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mb, mb)); /* m0 m0 m1 m1 .. */
 		__m256i sumi[4];
+		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++)
 			sumi[j] = _mm256_setzero_si256();
+		#pragma GCC unroll 8
 		for (int k = 0; k < 4; k++) {
 			__m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16 + 32 * k));
 			__m256i lo = _mm256_and_si256(raw, m4);
 			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
 			__m256i s0 = _mm256_shuffle_epi8(scv, pick[2 * k]);
 			__m256i s1 = _mm256_shuffle_epi8(scv, pick[2 * k + 1]);
+			#pragma GCC unroll 4
 			for (int j = 0; j < T; j++) {
 				const struct q8_k *a = (const struct q8_k *)(const void *)(xa + j * xs) + b;
 				__m256i y0 = _mm256_loadu_si256((const __m256i *)(const void *)(a->qs + 64 * k));
@@ -118,6 +126,7 @@ AVX2_FN INLINE void q4k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 				sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p0, p1));
 			}
 		}
+		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++) {
 			const struct q8_k *a = (const struct q8_k *)(const void *)(xa + j * xs) + b;
 			__m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)a->bsums);
@@ -126,6 +135,7 @@ AVX2_FN INLINE void q4k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * a->d), _mm256_cvtepi32_ps(mm), acc[j]);
 		}
 	}
+	#pragma GCC unroll 4
 	for (int j = 0; j < T; j++)
 		y[j * ldy] = hsum8(acc[j]);
 }
@@ -139,6 +149,7 @@ AVX2_FN INLINE void q6k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x30);
 	__m256 acc[4];
+	#pragma GCC unroll 4
 	for (int j = 0; j < T; j++)
 		acc[j] = _mm256_setzero_ps();
 	for (int64_t b = 0; b < nb; b++) {
@@ -146,8 +157,10 @@ AVX2_FN INLINE void q6k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 		const int8_t *sc = (const int8_t *)(blk + 192);
 		const float d = f16(blk + 208);
 		__m256i sumi[4];
+		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++)
 			sumi[j] = _mm256_setzero_si256();
+		#pragma GCC unroll 2
 		for (int half = 0; half < 2; half++) {
 			const uint8_t *ql = blk + 64 * half, *qh = blk + 128 + 32 * half;
 			__m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
@@ -159,9 +172,11 @@ AVX2_FN INLINE void q6k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m3));
 			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
 			                       _mm256_and_si256(_mm256_srli_epi16(h, 2), m3));
+			#pragma GCC unroll 8
 			for (int k = 0; k < 4; k++) {
 				const int8_t *s = sc + 8 * half + 2 * k;
 				__m256i sv = _mm256_set_m128i(_mm_set1_epi16(s[1]), _mm_set1_epi16(s[0]));
+				#pragma GCC unroll 4
 				for (int j = 0; j < T; j++) {
 					const struct q8_k *a = (const struct q8_k *)(const void *)(xa + j * xs) + b;
 					__m256i yv = _mm256_loadu_si256(
@@ -172,6 +187,7 @@ AVX2_FN INLINE void q6k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 			}
 		}
 		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)sc));
+		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++) {
 			const struct q8_k *a = (const struct q8_k *)(const void *)(xa + j * xs) + b;
 			__m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)a->bsums);
@@ -180,6 +196,7 @@ AVX2_FN INLINE void q6k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(si), acc[j]);
 		}
 	}
+	#pragma GCC unroll 4
 	for (int j = 0; j < T; j++)
 		y[j * ldy] = hsum8(acc[j]);
 }

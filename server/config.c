@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,10 @@ void config_init(struct inferd_config *cfg)
 
 void config_fini(struct inferd_config *cfg)
 {
+	for (size_t i = 0; i < cfg->n_models; i++) {
+		free(cfg->models[i].name);
+		free(cfg->models[i].path);
+	}
 	free(cfg->path);
 	strlist_clear(&cfg->listen);
 	strlist_clear(&cfg->api_keys);
@@ -126,6 +131,152 @@ static int check_url(const char *url, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- models ------------------------------------------------------------------------------ */
+
+const char *model_policy_name(enum model_policy p)
+{
+	switch (p) {
+	case MODEL_POLICY_PRIORITY: return "priority";
+	case MODEL_POLICY_FAIR: return "fair";
+	case MODEL_POLICY_FCFS:
+	default: return "fcfs";
+	}
+}
+
+static int valid_model_name(const char *name)
+{
+	if (!*name || strlen(name) > 64)
+		return 0;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return 0;
+	return 1;
+}
+
+/* Finds or creates the model called name. */
+static struct model_config *model_slot(struct inferd_config *cfg, const char *name, char *err,
+                                       size_t errlen)
+{
+	for (size_t i = 0; i < cfg->n_models; i++)
+		if (strcmp(cfg->models[i].name, name) == 0)
+			return &cfg->models[i];
+	if (!valid_model_name(name)) {
+		snprintf(err, errlen, "bad model name '%s' (letters, digits, '-', '_', '.'; at most 64)",
+		         name);
+		return NULL;
+	}
+	if (cfg->n_models >= CONFIG_MAX_MODELS) {
+		snprintf(err, errlen, "more than %d models", CONFIG_MAX_MODELS);
+		return NULL;
+	}
+	struct model_config *m = &cfg->models[cfg->n_models];
+	memset(m, 0, sizeof(*m));
+	m->name = strdup(name);
+	if (!m->name) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	m->kv_block_size = 16;
+	m->max_batched_tokens = 512;
+	m->max_sequences = 64;
+	m->max_queued = 1024;
+	m->policy = MODEL_POLICY_FCFS;
+	cfg->n_models++;
+	return m;
+}
+
+const struct model_config *config_find_model(const struct inferd_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_models; i++)
+		if (strcmp(cfg->models[i].name, name) == 0)
+			return &cfg->models[i];
+	return NULL;
+}
+
+int config_add_model_flag(struct inferd_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	const char *eq = strchr(arg, '=');
+	char name[128];
+
+	if (eq) {
+		size_t n = (size_t)(eq - arg);
+		if (n >= sizeof(name))
+			n = sizeof(name) - 1;
+		memcpy(name, arg, n);
+		name[n] = '\0';
+		arg = eq + 1;
+	} else {
+		const char *base = strrchr(arg, '/');
+		base = base ? base + 1 : arg;
+		snprintf(name, sizeof(name), "%s", base);
+		char *dot = strrchr(name, '.');
+		if (dot && dot != name)
+			*dot = '\0';
+	}
+	if (!*arg) {
+		snprintf(err, errlen, "--model %s: no path", name);
+		return -EINVAL;
+	}
+	char section[160];
+	snprintf(section, sizeof(section), "model.%s", name);
+	return config_set(cfg, section, "path", arg, err, errlen);
+}
+
+static int set_model_key(struct inferd_config *cfg, const char *name, const char *key,
+                         const char *value, char *err, size_t errlen)
+{
+	struct model_config *m = model_slot(cfg, name, err, errlen);
+	uint64_t u;
+
+	if (!m)
+		return -EINVAL;
+	if (strcmp(key, "path") == 0) {
+		free(m->path);
+		m->path = strdup(value);
+		return m->path ? 0 : -ENOMEM;
+	}
+	if (strcmp(key, "policy") == 0) {
+		if (strcasecmp(value, "fcfs") == 0)
+			m->policy = MODEL_POLICY_FCFS;
+		else if (strcasecmp(value, "priority") == 0)
+			m->policy = MODEL_POLICY_PRIORITY;
+		else if (strcasecmp(value, "fair") == 0)
+			m->policy = MODEL_POLICY_FAIR;
+		else
+			goto bad_value;
+		return 0;
+	}
+	static const struct { const char *key; size_t off; uint64_t min, max; } ukeys[] = {
+		{ "max_context", offsetof(struct model_config, max_context), 0, 1u << 20 },
+		{ "kv_blocks", offsetof(struct model_config, kv_blocks), 0, 1u << 24 },
+		{ "kv_block_size", offsetof(struct model_config, kv_block_size), 1, 1024 },
+		{ "max_batched_tokens", offsetof(struct model_config, max_batched_tokens), 1, 1u << 16 },
+		{ "max_sequences", offsetof(struct model_config, max_sequences), 1, 4096 },
+		{ "max_queued", offsetof(struct model_config, max_queued), 1, 1u << 20 },
+		{ "threads", offsetof(struct model_config, threads), 0, 1024 },
+	};
+	for (size_t i = 0; i < sizeof(ukeys) / sizeof(ukeys[0]); i++) {
+		if (strcmp(key, ukeys[i].key) != 0)
+			continue;
+		if (parse_u64(value, ukeys[i].max, &u) < 0 || u < ukeys[i].min)
+			goto bad_value;
+		*(unsigned *)((char *)m + ukeys[i].off) = (unsigned)u;
+		return 0;
+	}
+	if (strcmp(key, "max_queued_tokens") == 0) {
+		if (parse_u64(value, UINT64_C(1) << 40, &u) < 0)
+			goto bad_value;
+		m->max_queued_tokens = u;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown key '%s' in section [model.%s]", key, name);
+	return -EINVAL;
+bad_value:
+	snprintf(err, errlen, "bad value '%s' for model.%s.%s", value, name, key);
+	return -EINVAL;
+}
+
 /* ---- keys -------------------------------------------------------------------------------- */
 
 int config_set(struct inferd_config *cfg, const char *section, const char *key,
@@ -199,6 +350,8 @@ int config_set(struct inferd_config *cfg, const char *section, const char *key,
 			cfg->api_key_file = strdup(value);
 			return cfg->api_key_file ? 0 : -ENOMEM;
 		}
+	} else if (strncmp(section, "model.", 6) == 0) {
+		return set_model_key(cfg, section + 6, key, value, err, errlen);
 	} else {
 		snprintf(err, errlen, "unknown section [%s]", section);
 		return -EINVAL;
@@ -231,7 +384,8 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		return 0;
 	}
 	if (!*name) {
-		if (strcmp(section, "server") && strcmp(section, "log") && strcmp(section, "auth")) {
+		if (strcmp(section, "server") && strcmp(section, "log") && strcmp(section, "auth") &&
+		    strncmp(section, "model.", 6)) {
 			snprintf(ctx->err, sizeof(ctx->err), "unknown section [%s]", section);
 			return 0;
 		}
@@ -318,6 +472,12 @@ int config_finish(struct inferd_config *cfg, char *err, size_t errlen)
 		if (strlist_add(&cfg->listen, CONFIG_DEFAULT_TCP) < 0 ||
 		    strlist_add(&cfg->listen, ipc) < 0)
 			return -ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->n_models; i++) {
+		if (!cfg->models[i].path) {
+			snprintf(err, errlen, "model %s has no path", cfg->models[i].name);
+			return -EINVAL;
+		}
 	}
 	int have_keys = cfg->api_keys.n > 0 || cfg->api_key_file;
 	for (size_t i = 0; i < cfg->listen.n; i++) {

@@ -5,6 +5,8 @@
  *             drain_timeout, allow_insecure_remote
  *   [log]     level = error|warn|info|debug
  *   [auth]    api_key = KEY (repeatable), api_key_file = PATH
+ *   [model.NAME] path, max_context, kv_blocks, kv_block_size, max_batched_tokens,
+ *             max_sequences, max_queued, max_queued_tokens, policy, threads
  * Unknown sections and keys are errors that name the file and line.
  *
  * Errors: functions return 0 or a negative errno-style code and write a message into err.
@@ -20,10 +22,32 @@
 
 #define CONFIG_DEFAULT_TCP "tcp://127.0.0.1:7070"
 #define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_MODELS 16
 
 struct strlist {
 	char **items;
 	size_t n;
+};
+
+enum model_policy {
+	MODEL_POLICY_FCFS,
+	MODEL_POLICY_PRIORITY,
+	MODEL_POLICY_FAIR,
+};
+
+/* One served model: a section [model.NAME] or a --model [NAME=]PATH flag. */
+struct model_config {
+	char *name;
+	char *path;                      /* GGUF file */
+	unsigned max_context;            /* positions per sequence; 0 = the model's */
+	unsigned kv_blocks;              /* KV pool in blocks; 0 = enough for max_sequences x 512 */
+	unsigned kv_block_size;          /* positions per block */
+	unsigned max_batched_tokens;     /* tokens per iteration */
+	unsigned max_sequences;          /* running sequences */
+	unsigned max_queued;             /* waiting requests before RESOURCE_EXHAUSTED */
+	uint64_t max_queued_tokens;      /* waiting prompt tokens before RESOURCE_EXHAUSTED; 0 = no limit */
+	enum model_policy policy;
+	unsigned threads;                /* engine threads; 0 = all cores */
 };
 
 struct inferd_config {
@@ -38,7 +62,16 @@ struct inferd_config {
 	bool allow_insecure_remote;      /* non-loopback TCP without API keys */
 	struct strlist api_keys;         /* from the file's api_key lines (not the key file) */
 	char *api_key_file;
+	struct model_config models[CONFIG_MAX_MODELS];
+	size_t n_models;
 };
+
+/* Adds a model from a --model [NAME=]PATH flag (NAME defaults to the file name without its
+ * extension). @return 0 or -EINVAL with a message. */
+int config_add_model_flag(struct inferd_config *cfg, const char *arg, char *err, size_t errlen);
+/* @return the model named name, or NULL. */
+const struct model_config *config_find_model(const struct inferd_config *cfg, const char *name);
+const char *model_policy_name(enum model_policy p);
 
 /* Fills cfg with built-in defaults (no listen address yet: see config_finish). */
 void config_init(struct inferd_config *cfg);

@@ -20,6 +20,8 @@ static void usage(FILE *out)
 	        "  -l, --listen URL       listen on a nanomsg address, tcp://HOST:PORT or ipc://PATH;\n"
 	        "                         repeatable; replaces the file's and the default addresses\n"
 	        "                         (default: %s and ipc://$XDG_RUNTIME_DIR/inferd.sock)\n"
+	        "  -m, --model [NAME=]PATH serve the GGUF model at PATH as NAME (default: the file name\n"
+	        "                         without extension); repeatable\n"
 	        "      --log-level LEVEL  error, warn, info or debug (default: info)\n"
 	        "      --check-config     check the configuration, print it and exit\n"
 	        "  -V, --version          print the version and exit\n"
@@ -40,6 +42,12 @@ static void print_config(const struct inferd_config *cfg)
 	       (unsigned long long)cfg->default_deadline_ms, cfg->drain_timeout_s);
 	printf("api keys: %zu in the file%s\n", cfg->api_keys.n,
 	       cfg->api_key_file ? ", plus a key file" : "");
+	for (size_t i = 0; i < cfg->n_models; i++) {
+		const struct model_config *m = &cfg->models[i];
+		printf("model %s: %s (policy %s, max_batched_tokens %u, max_sequences %u, kv_blocks "
+		       "%u x %u)\n", m->name, m->path, model_policy_name(m->policy),
+		       m->max_batched_tokens, m->max_sequences, m->kv_blocks, m->kv_block_size);
+	}
 }
 
 int main(int argc, char **argv)
@@ -48,6 +56,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
+		{ "model", required_argument, NULL, 'm' },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "version", no_argument, NULL, 'V' },
@@ -55,20 +64,24 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct inferd_config cfg;
-	struct strlist flag_listen = { 0 };
+	struct strlist flag_listen = { 0 }, flag_models = { 0 };
 	const char *config_path = NULL, *flag_level = NULL;
 	struct inferd_server *srv = NULL;
 	char err[512];
 	int check = 0, c, rc = 1;
 
 	config_init(&cfg);
-	while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:m:Vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config_path = optarg;
 			break;
 		case 'l':
 			if (strlist_add(&flag_listen, optarg) < 0)
+				goto out;
+			break;
+		case 'm':
+			if (strlist_add(&flag_models, optarg) < 0)
 				goto out;
 			break;
 		case OPT_LOG_LEVEL:
@@ -114,6 +127,13 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	for (size_t i = 0; i < flag_models.n; i++) {
+		if (config_add_model_flag(&cfg, flag_models.items[i], err, sizeof(err)) < 0) {
+			fprintf(stderr, "inferd: --model: %s\n", err);
+			rc = 2;
+			goto out;
+		}
+	}
 	if (flag_level && config_set(&cfg, "log", "level", flag_level, err, sizeof(err)) < 0) {
 		fprintf(stderr, "inferd: --log-level: %s\n", err);
 		rc = 2;
@@ -140,6 +160,7 @@ int main(int argc, char **argv)
 out:
 	inferd_server_free(srv);
 	strlist_clear(&flag_listen);
+	strlist_clear(&flag_models);
 	config_fini(&cfg);
 	return rc;
 }

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "generate.h"
 #include "inferd-config.h"
+#include "llm_worker.h"
 #include "log.h"
 #include "server-internal.h"
 
@@ -46,13 +48,30 @@ static void method_list_models(struct call *c, const uint8_t *payload, size_t le
 	Inferd__V1__ListModelsRequest *req =
 		inferd__v1__list_models_request__unpack(NULL, len, payload);
 	Inferd__V1__ListModelsReply rep = INFERD__V1__LIST_MODELS_REPLY__INIT;
+	struct inferd_server *srv = c->srv;
+	Inferd__V1__ModelInfo info[CONFIG_MAX_MODELS], *ptrs[CONFIG_MAX_MODELS];
 
 	if (!req) {
 		finish_bad_payload(c);
 		return;
 	}
 	inferd__v1__list_models_request__free_unpacked(req, NULL);
-	/* No model is loaded by this build of the daemon yet: the list is empty. */
+	for (size_t i = 0; i < srv->n_models; i++) {
+		const struct served_model *m = &srv->models[i];
+		inferd__v1__model_info__init(&info[i]);
+		info[i].name = m->cfg->name;
+		info[i].kind = INFERD__V1__MODEL_KIND__MODEL_KIND_LLM;
+		info[i].path = m->cfg->path;
+		info[i].architecture = (char *)m->arch;
+		info[i].parameters = m->n_params;
+		info[i].dtype = (char *)m->dtype;
+		info[i].context_length = m->max_context;
+		info[i].vocab_size = m->n_vocab;
+		info[i].ready = true;
+		ptrs[i] = &info[i];
+	}
+	rep.n_models = srv->n_models;
+	rep.models = ptrs;
 	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
 }
 
@@ -96,6 +115,21 @@ static void method_stats(struct call *c, const uint8_t *payload, size_t len)
 	rep.frames_in = st->frames_in;
 	rep.frames_out = st->frames_out;
 	rep.frames_rejected = st->frames_rejected;
+	uint64_t queries = 0, hits = 0;
+	for (size_t i = 0; i < srv->n_models; i++) {
+		struct llm_worker_stats ws;
+		llm_worker_stats(srv->models[i].worker, &ws);
+		rep.requests_running += ws.sched.running;
+		rep.requests_waiting += ws.sched.waiting;
+		rep.requests_preempted += ws.sched.preemptions;
+		rep.kv_blocks_used += ws.blocks.used;
+		rep.kv_blocks_free += ws.blocks.free + ws.blocks.cached;
+		rep.tokens_generated += ws.sched.tokens_generated;
+		rep.prompt_tokens += ws.sched.prompt_tokens_computed + ws.sched.prompt_tokens_cached;
+		queries += ws.blocks.prefix_queries;
+		hits += ws.blocks.prefix_hits;
+	}
+	rep.prefix_cache_hit_rate = queries ? (double)hits / (double)queries : 0.0;
 	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
 }
 
@@ -218,6 +252,8 @@ static const struct method_entry methods[] = {
 	{ INFERD__V1__METHOD__METHOD_STATS, method_stats, true },
 	{ INFERD__V1__METHOD__METHOD_CANCEL, method_cancel, true },
 	{ INFERD__V1__METHOD__METHOD_ECHO, method_echo, false },
+	{ INFERD__V1__METHOD__METHOD_GENERATE, method_generate, false },
+	{ INFERD__V1__METHOD__METHOD_TOKENIZE, method_tokenize, true },
 };
 
 const struct method_entry *method_lookup(int method)

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "config.h"
 #include "frame.h"
+#include "models.h"
 #include "server.h"
 
 #define STATS_METHOD_SLOTS 13   /* Method values 0..11, then one slot for unknown values */
@@ -86,6 +87,8 @@ struct inferd_server {
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *drain_ev, *linger_ev, *watchdog_ev;
 	char allocator[128];
+	struct served_model *models;
+	size_t n_models;
 };
 
 double server_now(void);

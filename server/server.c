@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <event2/thread.h>
 #include <jemalloc/jemalloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -173,11 +174,18 @@ int inferd_server_new(const struct inferd_config *cfg, struct inferd_server **ou
 	read_allocator(srv);
 	if (call_table_init(&srv->calls) < 0)
 		goto fail_msg;
+	/* Model workers wake the loop from their threads (event_active). */
+	if (evthread_use_pthreads() < 0)
+		goto fail_msg;
 	srv->base = event_base_new();
 	if (!srv->base)
 		goto fail_msg;
 	rc = auth_new((const char *const *)cfg->api_keys.items, cfg->api_keys.n, cfg->api_key_file,
 	              &srv->auth, err, errlen);
+	if (rc < 0)
+		goto fail;
+	/* Models load before the sockets open: ready means ready to generate. */
+	rc = models_open(srv, &srv->models, &srv->n_models, err, errlen);
 	if (rc < 0)
 		goto fail;
 	srv->listeners = calloc(cfg->listen.n, sizeof(*srv->listeners));
@@ -221,6 +229,7 @@ void inferd_server_free(struct inferd_server *srv)
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
+	models_close(srv->models, srv->n_models);
 	auth_free(srv->auth);
 	if (srv->base)
 		event_base_free(srv->base);

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "sched.h"
+#include "batching.h"
 
 static int32_t token_for(uint64_t id, uint32_t index)
 {

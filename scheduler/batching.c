@@ -1,5 +1,5 @@
 /* Iteration-level batching with chunked prefill, preemption by recomputation and policies. */
-#include "sched.h"
+#include "batching.h"
 
 #include <errno.h>
 #include <stdlib.h>

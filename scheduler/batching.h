@@ -17,8 +17,8 @@
  *   sched_finish()              when a sequence ends (stop, length, cancel, deadline)
  * Errors: 0 or a negative errno.
  */
-#ifndef INFERD_SCHEDULER_SCHED_H
-#define INFERD_SCHEDULER_SCHED_H
+#ifndef INFERD_SCHEDULER_BATCHING_H
+#define INFERD_SCHEDULER_BATCHING_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -48,8 +48,7 @@ ParameterizedTestParameters(llama_batch, mixed_equals_alone)
 	return cr_make_param_array(struct batch_case, cases, sizeof cases / sizeof cases[0]);
 }
 
-ParameterizedTest(struct batch_case *c, llama_batch, mixed_equals_alone, .fini = fini,
-                  .timeout = 120)
+ParameterizedTest(struct batch_case *c, llama_batch, mixed_equals_alone, .fini = fini)
 {
 	char path[512], args[200], name[64];
 	snprintf(name, sizeof name, "batch-%s.gguf", c->dtype);
@@ -117,7 +116,7 @@ ParameterizedTest(struct batch_case *c, llama_batch, mixed_equals_alone, .fini =
 }
 
 /* Prefill in one call == the same tokens decoded one at a time. */
-Test(llama_batch, prefill_equals_decode_steps, .fini = fini, .timeout = 60)
+Test(llama_batch, prefill_equals_decode_steps, .fini = fini)
 {
 	char path[512];
 	cr_assert_eq(mkmodel("steps.gguf", "--dim 64 --layers 2 --heads 4 --kv-heads 1 --ffn 128 "
@@ -146,7 +145,7 @@ Test(llama_batch, prefill_equals_decode_steps, .fini = fini, .timeout = 60)
 
 /* ---- bad batches ---------------------------------------------------------------------- */
 
-Test(llama_batch, bad_batches_are_refused, .fini = fini, .timeout = 60)
+Test(llama_batch, bad_batches_are_refused, .fini = fini)
 {
 	char path[512];
 	cr_assert_eq(mkmodel("bad-batch.gguf", "--vocab 300", path, sizeof path), 0);

@@ -94,7 +94,7 @@ ParameterizedTestParameters(llama_ref, logits)
 	return cr_make_param_array(struct dt_case, cases, sizeof cases / sizeof cases[0]);
 }
 
-ParameterizedTest(struct dt_case *c, llama_ref, logits, .fini = fini, .timeout = 120)
+ParameterizedTest(struct dt_case *c, llama_ref, logits, .fini = fini)
 {
 	char path[512], args[200], name[64];
 	snprintf(name, sizeof name, "gen-%s.gguf", c->dtype);
@@ -106,7 +106,7 @@ ParameterizedTest(struct dt_case *c, llama_ref, logits, .fini = fini, .timeout =
 	cr_expect_leq(logits_diff(path, toks, 24), c->tol, "%s beyond %g", c->dtype, c->tol);
 }
 
-Test(llama_ref, logits_gqa_wide_tied, .fini = fini, .timeout = 120)
+Test(llama_ref, logits_gqa_wide_tied, .fini = fini)
 {
 	char path[512];
 	cr_assert_eq(mkmodel("wide.gguf", "--dim 128 --layers 3 --heads 8 --kv-heads 2 --ffn 256 "
@@ -116,7 +116,7 @@ Test(llama_ref, logits_gqa_wide_tied, .fini = fini, .timeout = 120)
 	cr_expect_leq(logits_diff(path, toks, 40), 1e-3);
 }
 
-Test(llama_ref, greedy_64_f32, .fini = fini, .timeout = 300)
+Test(llama_ref, greedy_64_f32, .fini = fini)
 {
 	char path[512];
 	cr_assert_eq(mkmodel("greedy.gguf", "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 "
@@ -128,7 +128,7 @@ Test(llama_ref, greedy_64_f32, .fini = fini, .timeout = 300)
 
 /* ---- qwen2: biases, neox rope ------------------------------------------------------------ */
 
-Test(llama_ref, qwen2_logits_and_greedy, .fini = fini, .timeout = 300)
+Test(llama_ref, qwen2_logits_and_greedy, .fini = fini)
 {
 	char path[512];
 	struct wm_opts o = { .arch = "qwen2", .dim = 64, .layers = 2, .heads = 4, .kv_heads = 2,
@@ -153,7 +153,7 @@ static const char *stories(void)
 /* BOS "Once upon a time" in stories260K's vocabulary (▁Once ▁upon ▁a ▁time). */
 static const int32_t once[] = { 1, 403, 407, 261, 378 };
 
-Test(stories260k, logits_match_reference, .fini = fini, .timeout = 120)
+Test(stories260k, logits_match_reference, .fini = fini)
 {
 	const char *p = stories();
 	if (p == NULL)
@@ -165,7 +165,7 @@ Test(stories260k, logits_match_reference, .fini = fini, .timeout = 120)
 	cr_expect_leq(logits_diff(p, toks, 48), 1e-3);
 }
 
-Test(stories260k, greedy_matches_reference, .fini = fini, .timeout = 300)
+Test(stories260k, greedy_matches_reference, .fini = fini)
 {
 	const char *p = stories();
 	if (p == NULL)
@@ -196,7 +196,7 @@ static void decode(const struct gguf *g, const int32_t *ids, int n, char *out, s
 	out[o] = 0;
 }
 
-Test(stories260k, greedy_story_is_english, .fini = fini, .timeout = 120)
+Test(stories260k, greedy_story_is_english, .fini = fini)
 {
 	const char *p = stories();
 	if (p == NULL)

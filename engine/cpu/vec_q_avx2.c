@@ -59,13 +59,13 @@ AVX2_FN INLINE void q8_tile(enum dtype t, int T, const uint8_t *wrow, int64_t nb
 			q = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
 		}
 		const __m256i aq = _mm256_abs_epi8(q);
-		const float dw = f16(blk);
+		const __m256 dw = _mm256_set1_ps(f16(blk));
 		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++) {
 			const struct q8_0a *a = (const struct q8_0a *)(const void *)(xa + j * xs) + b;
 			__m256i s = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(const void *)a->qs), q);
 			__m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, s), ones);
-			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), _mm256_cvtepi32_ps(p32), acc[j]);
+			acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&a->d)), _mm256_cvtepi32_ps(p32), acc[j]);
 		}
 	}
 	#pragma GCC unroll 4
@@ -155,7 +155,7 @@ AVX2_FN INLINE void q6k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *blk = wrow + (size_t)b * DTYPE_Q6_K_BYTES;
 		const int8_t *sc = (const int8_t *)(blk + 192);
-		const float d = f16(blk + 208);
+		const __m256 d = _mm256_set1_ps(f16(blk + 208));
 		__m256i sumi[4];
 		#pragma GCC unroll 4
 		for (int j = 0; j < T; j++)
@@ -193,7 +193,7 @@ AVX2_FN INLINE void q6k_tile(int T, const uint8_t *wrow, int64_t nb, const uint8
 			__m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)a->bsums);
 			__m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
 			__m256i si = _mm256_sub_epi32(sumi[j], corr);
-			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(si), acc[j]);
+			acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(&a->d)), _mm256_cvtepi32_ps(si), acc[j]);
 		}
 	}
 	#pragma GCC unroll 4

@@ -8,8 +8,11 @@
  *            the fairer bound: a matrix-vector product only reads).
  * Each figure on 1 and on 2 threads; the best of several repetitions.
  *
- * Usage: bench_matmul [--quick]   (--quick: smaller decode matrices, fewer repetitions)
+ * Usage: bench_matmul [--quick] [prefill|decode] [THREADS]
+ *   --quick: smaller decode matrices, fewer repetitions; prefill/decode: one part only;
+ *   THREADS: one thread count instead of 1 and 2.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,13 +220,25 @@ static void bench_decode(int nt, size_t target_bytes)
 int main(int argc, char **argv)
 {
 	size_t decode_bytes = (size_t)128 << 20;
-	if (argc > 1 && strcmp(argv[1], "--quick") == 0) {
-		reps = 2;
-		decode_bytes = (size_t)48 << 20;
+	bool prefill = true, decode = true;
+	int nt0 = 1, nt1 = 2;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--quick") == 0) {
+			reps = 2;
+			decode_bytes = (size_t)48 << 20;
+		} else if (strcmp(argv[i], "prefill") == 0) {
+			decode = false;
+		} else if (strcmp(argv[i], "decode") == 0) {
+			prefill = false;
+		} else if (atoi(argv[i]) > 0) {
+			nt0 = nt1 = atoi(argv[i]);
+		}
 	}
-	for (int nt = 1; nt <= 2; nt++) {
-		bench_prefill(nt);
-		bench_decode(nt, decode_bytes);
+	for (int nt = nt0; nt <= nt1; nt++) {
+		if (prefill)
+			bench_prefill(nt);
+		if (decode)
+			bench_decode(nt, decode_bytes);
 	}
 	return 0;
 }

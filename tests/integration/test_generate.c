@@ -1,0 +1,438 @@
+/* Generate through the real daemon: streaming, continuous batching equals running alone,
+ * preemption, prefix cache, cancel, deadlines, load shedding, drain, bad requests. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon-fixture.h"
+
+#define STATUS(x) INFERD__V1__STATUS_CODE__STATUS_##x
+#define MAX_OUT 256
+
+static struct test_daemon d;
+static char model_dir[] = "/tmp/inferd-test-models-XXXXXX";
+static char tiny_path[256];
+
+/* A small random llama model made by inferd-mkmodel (deterministic for its seed). */
+static void make_model(void)
+{
+	const char *mk = getenv("INFERD_MKMODEL");
+	char cmd[1024];
+	cr_assert_not_null(mk, "INFERD_MKMODEL is not set");
+	cr_assert_not_null(mkdtemp(model_dir));
+	snprintf(tiny_path, sizeof(tiny_path), "%s/tiny.gguf", model_dir);
+	snprintf(cmd, sizeof(cmd),
+	         "'%s' llm --out '%s' --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 "
+	         "--vocab 512 --context 256 --seed 7 >/dev/null", mk, tiny_path);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+static void start_with(const char *model_keys)
+{
+	char extra[1024];
+	make_model();
+	snprintf(extra, sizeof(extra), "[model.tiny]\npath = %s\n%s", tiny_path,
+	         model_keys ? model_keys : "");
+	td_start(&d, extra, NULL);
+}
+
+static void cleanup(void)
+{
+	char cmd[300];
+	td_cleanup(&d);
+	if (model_dir[0] && strncmp(model_dir, "/tmp/inferd-test-models-", 24) == 0 &&
+	    !strstr(model_dir, "XXXXXX")) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", model_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", model_dir);
+	}
+}
+
+TestSuite(generate, .fini = cleanup, .timeout = 120);
+
+/* ---- a generation and its result --------------------------------------------------------- */
+
+struct gen_result {
+	bool done;
+	int status;
+	char message[256];
+	int32_t ids[MAX_OUT];
+	uint32_t n_ids;
+	char text[4096];
+	size_t text_len;
+	int finish;
+	uint32_t prompt_tokens, completion_tokens, cached_tokens;
+	uint64_t call_id;
+};
+
+static int on_gen(const struct inferd_reply *r, void *arg)
+{
+	struct gen_result *g = arg;
+	if (r->payload_len) {
+		Inferd__V1__GenerateReply *rep =
+			inferd__v1__generate_reply__unpack(NULL, r->payload_len, r->payload);
+		cr_assert_not_null(rep, "a reply that does not decode");
+		for (size_t i = 0; i < rep->n_token_ids && g->n_ids < MAX_OUT; i++)
+			g->ids[g->n_ids++] = rep->token_ids[i];
+		size_t n = strlen(rep->text);
+		if (g->text_len + n < sizeof(g->text)) {
+			memcpy(g->text + g->text_len, rep->text, n);
+			g->text_len += n;
+			g->text[g->text_len] = '\0';
+		}
+		if (rep->usage) {
+			g->prompt_tokens = rep->usage->prompt_tokens;
+			g->completion_tokens = rep->usage->completion_tokens;
+			g->cached_tokens = rep->usage->cached_prompt_tokens;
+			g->finish = rep->finish_reason;
+		}
+		inferd__v1__generate_reply__free_unpacked(rep, NULL);
+	}
+	if (r->end_of_stream) {
+		g->done = true;
+		g->status = r->status;
+		snprintf(g->message, sizeof(g->message), "%s", r->status_message);
+	}
+	return 0;
+}
+
+struct gen_args {
+	const char *model;
+	const char *text;          /* or: */
+	const int32_t *ids;
+	size_t n_ids;
+	uint32_t max_tokens;
+	float temperature;
+	bool ignore_eos;
+	uint64_t deadline_ms;
+};
+
+static void start_gen(struct inferd_client *c, const struct gen_args *a, struct gen_result *g)
+{
+	Inferd__V1__GenerateRequest req = INFERD__V1__GENERATE_REQUEST__INIT;
+	Inferd__V1__SamplingParams sp = INFERD__V1__SAMPLING_PARAMS__INIT;
+	Inferd__V1__TokenIds toks = INFERD__V1__TOKEN_IDS__INIT;
+	struct inferd_call_options o = INFERD_CALL_OPTIONS_INIT;
+
+	memset(g, 0, sizeof(*g));
+	req.model = (char *)(a->model ? a->model : "tiny");
+	if (a->text) {
+		req.prompt_case = INFERD__V1__GENERATE_REQUEST__PROMPT_TEXT;
+		req.text = (char *)a->text;
+	} else {
+		req.prompt_case = INFERD__V1__GENERATE_REQUEST__PROMPT_TOKENS;
+		toks.n_ids = a->n_ids;
+		toks.ids = (int32_t *)a->ids;
+		req.tokens = &toks;
+	}
+	req.max_tokens = a->max_tokens;
+	sp.temperature = a->temperature;
+	sp.ignore_eos = a->ignore_eos;
+	req.sampling = &sp;
+	o.deadline_ms = a->deadline_ms;
+	cr_assert_eq(inferd_client_start_msg(c, INFERD__V1__METHOD__METHOD_GENERATE, &req.base, &o,
+	                                     on_gen, g, &g->call_id), 0);
+}
+
+static void wait_all(struct inferd_client *c)
+{
+	while (inferd_client_in_flight(c))
+		cr_assert(inferd_client_poll(c, 1000) >= 0);
+}
+
+static void run_gen(struct inferd_client *c, const struct gen_args *a, struct gen_result *g)
+{
+	start_gen(c, a, g);
+	while (!g->done)
+		cr_assert(inferd_client_poll(c, 1000) >= 0);
+}
+
+static Inferd__V1__StatsReply *stats(struct inferd_client *c)
+{
+	Inferd__V1__StatsRequest req = INFERD__V1__STATS_REQUEST__INIT;
+	ProtobufCMessage *rep = NULL;
+	cr_assert_eq(inferd_client_unary(c, INFERD__V1__METHOD__METHOD_STATS, &req.base,
+	                                 &inferd__v1__stats_reply__descriptor, &rep, NULL, NULL, 0),
+	             STATUS(OK));
+	return (Inferd__V1__StatsReply *)rep;
+}
+
+static void prompt_ids(int32_t *ids, size_t n, int32_t seed)
+{
+	ids[0] = 1; /* BOS */
+	for (size_t i = 1; i < n; i++)
+		ids[i] = 3 + (int32_t)((seed * 131 + (int32_t)i * 17) % 500);
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+Test(generate, streams_tokens_with_usage)
+{
+	start_with(NULL);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	struct gen_result g;
+	struct gen_args a = { .text = "hello world", .max_tokens = 20, .ignore_eos = true };
+	run_gen(c, &a, &g);
+	cr_assert_eq(g.status, STATUS(OK), "%s", g.message);
+	cr_expect_eq(g.n_ids, 20);
+	cr_expect_eq(g.completion_tokens, 20);
+	cr_expect_gt(g.prompt_tokens, 1);
+	cr_expect_eq(g.finish, INFERD__V1__FINISH_REASON__FINISH_REASON_LENGTH);
+	cr_expect_gt(g.text_len, 0);
+
+	/* Greedy is deterministic; the same prompt as ids gives the same tokens. */
+	Inferd__V1__TokenizeRequest treq = INFERD__V1__TOKENIZE_REQUEST__INIT;
+	Inferd__V1__TokenizeReply *trep = NULL;
+	treq.model = "tiny";
+	treq.text = "hello world";
+	treq.add_special = true;
+	cr_assert_eq(inferd_client_unary(c, INFERD__V1__METHOD__METHOD_TOKENIZE, &treq.base,
+	                                 &inferd__v1__tokenize_reply__descriptor,
+	                                 (ProtobufCMessage **)&trep, NULL, NULL, 0), STATUS(OK));
+	cr_expect_eq(trep->n_token_ids, g.prompt_tokens);
+	struct gen_result g2;
+	struct gen_args a2 = { .ids = trep->token_ids, .n_ids = trep->n_token_ids, .max_tokens = 20,
+	                       .ignore_eos = true };
+	run_gen(c, &a2, &g2);
+	cr_expect_eq(g2.n_ids, 20);
+	cr_expect_arr_eq(g2.ids, g.ids, 20 * sizeof(int32_t));
+	protobuf_c_message_free_unpacked(&trep->base, NULL);
+
+	/* ListModels describes the model. */
+	Inferd__V1__ListModelsRequest lreq = INFERD__V1__LIST_MODELS_REQUEST__INIT;
+	Inferd__V1__ListModelsReply *lrep = NULL;
+	cr_assert_eq(inferd_client_unary(c, INFERD__V1__METHOD__METHOD_LIST_MODELS, &lreq.base,
+	                                 &inferd__v1__list_models_reply__descriptor,
+	                                 (ProtobufCMessage **)&lrep, NULL, NULL, 0), STATUS(OK));
+	cr_assert_eq(lrep->n_models, 1);
+	cr_expect_str_eq(lrep->models[0]->name, "tiny");
+	cr_expect_str_eq(lrep->models[0]->architecture, "llama");
+	cr_expect_eq(lrep->models[0]->context_length, 256);
+	cr_expect_eq(lrep->models[0]->vocab_size, 512);
+	protobuf_c_message_free_unpacked(&lrep->base, NULL);
+	inferd_client_free(c);
+	cr_expect_eq(td_stop(&d), 0);
+}
+
+/* Runs `n` prompts of different lengths alone, then all at once; the tokens must agree. */
+static void concurrent_equals_alone(int n, uint32_t max_tokens)
+{
+	static struct gen_result alone[32], together[32];
+	static int32_t prompts[32][80];
+	struct inferd_client *c = td_client(&d, false, NULL);
+
+	for (int i = 0; i < n; i++) {
+		size_t len = 3 + (size_t)(i * 7) % 70;
+		prompt_ids(prompts[i], len, i + 1);
+		struct gen_args a = { .ids = prompts[i], .n_ids = len, .max_tokens = max_tokens,
+		                      .ignore_eos = true };
+		run_gen(c, &a, &alone[i]);
+		cr_assert_eq(alone[i].status, STATUS(OK), "%s", alone[i].message);
+	}
+	for (int i = 0; i < n; i++) {
+		size_t len = 3 + (size_t)(i * 7) % 70;
+		struct gen_args a = { .ids = prompts[i], .n_ids = len, .max_tokens = max_tokens,
+		                      .ignore_eos = true };
+		start_gen(c, &a, &together[i]);
+	}
+	wait_all(c);
+	for (int i = 0; i < n; i++) {
+		cr_expect_eq(together[i].status, STATUS(OK), "%d: %s", i, together[i].message);
+		cr_expect_eq(together[i].n_ids, max_tokens, "request %d", i);
+		cr_expect_arr_eq(together[i].ids, alone[i].ids, max_tokens * sizeof(int32_t),
+		                 "request %d: batched tokens differ from the tokens run alone", i);
+	}
+	inferd_client_free(c);
+}
+
+Test(generate, thirty_two_concurrent_requests_equal_each_alone)
+{
+	start_with(NULL);
+	concurrent_equals_alone(32, 24);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	Inferd__V1__StatsReply *s = stats(c);
+	cr_expect_geq(s->tokens_generated, 64 * 24);
+	cr_expect_eq(s->requests_running, 0);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	inferd_client_free(c);
+}
+
+Test(generate, tiny_kv_pool_preempts_and_every_request_completes_right)
+{
+	/* 12 blocks of 16 positions; 8 requests of up to ~90 positions each cannot all run. */
+	start_with("kv_blocks = 12\nmax_sequences = 8\n");
+	concurrent_equals_alone(8, 40);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	Inferd__V1__StatsReply *s = stats(c);
+	cr_expect_gt(s->requests_preempted, 0, "the small pool forced preemption");
+	cr_expect_eq(s->kv_blocks_used, 0);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	inferd_client_free(c);
+}
+
+Test(generate, shared_prefix_is_served_from_the_cache)
+{
+	start_with(NULL);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	int32_t p[60];
+	struct gen_result first, second;
+	prompt_ids(p, 60, 42);
+	struct gen_args a = { .ids = p, .n_ids = 60, .max_tokens = 8, .ignore_eos = true };
+	run_gen(c, &a, &first);
+	run_gen(c, &a, &second);
+	cr_assert_eq(second.status, STATUS(OK));
+	cr_expect_eq(first.cached_tokens, 0);
+	cr_expect_eq(second.cached_tokens, 48, "three whole blocks of 16 came from the cache");
+	cr_expect_arr_eq(second.ids, first.ids, 8 * sizeof(int32_t), "same output from the cache");
+	Inferd__V1__StatsReply *s = stats(c);
+	cr_expect_gt(s->prefix_cache_hit_rate, 0.0);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	inferd_client_free(c);
+}
+
+static uint64_t blocks_used_eventually_zero(struct inferd_client *c)
+{
+	uint64_t used = 1;
+	for (int i = 0; i < 200 && used; i++) {
+		Inferd__V1__StatsReply *s = stats(c);
+		used = s->kv_blocks_used + s->requests_running + s->requests_waiting;
+		protobuf_c_message_free_unpacked(&s->base, NULL);
+		if (used)
+			usleep(10000);
+	}
+	return used;
+}
+
+Test(generate, cancel_and_deadline_free_the_blocks)
+{
+	start_with("kv_blocks = 64\n");
+	struct inferd_client *c = td_client(&d, false, NULL);
+	struct gen_result g;
+	struct gen_args a = { .text = "a long story", .max_tokens = 240, .ignore_eos = true };
+	start_gen(c, &a, &g);
+	while (g.n_ids < 3 && !g.done)
+		cr_assert(inferd_client_poll(c, 1000) >= 0);
+	cr_assert_eq(inferd_client_cancel(c, g.call_id), 0);
+	while (!g.done)
+		cr_assert(inferd_client_poll(c, 1000) >= 0);
+	cr_expect_eq(g.status, STATUS(CANCELLED), "%s", g.message);
+	cr_expect_lt(g.n_ids, 240);
+	cr_expect_eq(blocks_used_eventually_zero(c), 0, "cancel freed the sequence's blocks");
+
+	struct gen_args late = { .text = "another long story", .max_tokens = 240,
+	                         .ignore_eos = true, .deadline_ms = 30 };
+	run_gen(c, &late, &g);
+	cr_expect_eq(g.status, STATUS(DEADLINE_EXCEEDED), "%s", g.message);
+	cr_expect_eq(blocks_used_eventually_zero(c), 0, "the deadline freed the blocks");
+	inferd_client_free(c);
+}
+
+Test(generate, a_full_queue_sheds_load_with_resource_exhausted)
+{
+	start_with("max_sequences = 1\nmax_queued = 2\nmax_batched_tokens = 32\n");
+	struct inferd_client *c = td_client(&d, false, NULL);
+	static struct gen_result g[12];
+	for (int i = 0; i < 12; i++) {
+		struct gen_args a = { .text = "queue me", .max_tokens = 30, .ignore_eos = true };
+		start_gen(c, &a, &g[i]);
+	}
+	wait_all(c);
+	int ok = 0, shed = 0;
+	for (int i = 0; i < 12; i++) {
+		if (g[i].status == STATUS(OK))
+			ok++;
+		else if (g[i].status == STATUS(RESOURCE_EXHAUSTED))
+			shed++;
+		else
+			cr_expect_fail("request %d: %s %s", i, inferd_status_name(g[i].status), g[i].message);
+	}
+	cr_expect_gt(shed, 0, "some requests were shed");
+	cr_expect_geq(ok, 3, "the running one and the queued ones completed");
+	inferd_client_free(c);
+}
+
+Test(generate, bad_requests_get_clear_statuses)
+{
+	start_with(NULL);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	struct gen_result g;
+	int32_t big[300], bad_id[2] = { 1, 99999 };
+	prompt_ids(big, 300, 1);
+
+	struct gen_args unknown = { .model = "nope", .text = "x" };
+	run_gen(c, &unknown, &g);
+	cr_expect_eq(g.status, STATUS(NOT_FOUND));
+	cr_expect(strstr(g.message, "no model named 'nope'") != NULL, "%s", g.message);
+
+	struct gen_args too_long = { .ids = big, .n_ids = 300 };
+	run_gen(c, &too_long, &g);
+	cr_expect_eq(g.status, STATUS(INVALID_ARGUMENT));
+	cr_expect(strstr(g.message, "does not fit the context of 256") != NULL, "%s", g.message);
+
+	struct gen_args outside = { .ids = bad_id, .n_ids = 2 };
+	run_gen(c, &outside, &g);
+	cr_expect_eq(g.status, STATUS(INVALID_ARGUMENT));
+	cr_expect(strstr(g.message, "outside the vocabulary") != NULL, "%s", g.message);
+
+	struct gen_args hot = { .text = "x", .temperature = -1 };
+	run_gen(c, &hot, &g);
+	cr_expect_eq(g.status, STATUS(INVALID_ARGUMENT));
+	cr_expect(strstr(g.message, "temperature") != NULL, "%s", g.message);
+
+	struct gen_args empty = { .ids = bad_id, .n_ids = 0 };
+	run_gen(c, &empty, &g);
+	cr_expect_eq(g.status, STATUS(INVALID_ARGUMENT));
+
+	/* The daemon still generates afterwards. */
+	struct gen_args fine = { .text = "x", .max_tokens = 3, .ignore_eos = true };
+	run_gen(c, &fine, &g);
+	cr_expect_eq(g.status, STATUS(OK));
+	cr_expect_eq(g.n_ids, 3);
+	inferd_client_free(c);
+}
+
+Test(generate, sigterm_drains_running_generations)
+{
+	start_with(NULL);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	static struct gen_result g[4];
+	for (int i = 0; i < 4; i++) {
+		struct gen_args a = { .text = "drain me", .max_tokens = 60, .ignore_eos = true };
+		start_gen(c, &a, &g[i]);
+	}
+	while (g[0].n_ids < 2)
+		cr_assert(inferd_client_poll(c, 1000) >= 0);
+	td_signal(&d, SIGTERM);
+	wait_all(c);
+	for (int i = 0; i < 4; i++) {
+		cr_expect_eq(g[i].status, STATUS(OK), "%d: %s", i, g[i].message);
+		cr_expect_eq(g[i].n_ids, 60);
+	}
+	cr_expect_eq(td_wait(&d), 0);
+	inferd_client_free(c);
+}
+
+Test(generate, the_trained_stories_model_writes_english)
+{
+	const char *stories = getenv("INFERD_STORIES260K");
+	struct stat st;
+	if (!stories || stat(stories, &st) != 0)
+		cr_skip_test("../shared/models/stories260K.gguf is absent (only in the project's "
+		             "development checkout)");
+	char extra[512];
+	snprintf(extra, sizeof(extra), "[model.stories]\npath = %s\n", stories);
+	td_start(&d, extra, NULL);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	struct gen_result g;
+	struct gen_args a = { .model = "stories", .text = "Once upon a time", .max_tokens = 60 };
+	run_gen(c, &a, &g);
+	cr_assert_eq(g.status, STATUS(OK), "%s", g.message);
+	cr_expect(strstr(g.text, " the ") || strstr(g.text, " was "), "not English: %s", g.text);
+	cr_expect(strstr(g.text, "Lily") != NULL, "greedy continuation changed: %s", g.text);
+	inferd_client_free(c);
+}

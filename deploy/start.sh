@@ -1,7 +1,11 @@
 #!/bin/sh
 # Sets everything up, builds inferd and starts the daemon in the foreground on loopback with its
-# default configuration (tcp://127.0.0.1:7070 and an ipc socket). Extra arguments go to inferd,
-# e.g. deploy/start.sh --log-level debug. Stop it with Ctrl-C (it drains calls in flight).
+# default configuration (tcp://127.0.0.1:7070 and an ipc socket), serving the built-in default
+# model: a small random-weight llama model in GGUF, generated once by inferd-mkmodel into
+# $INFERD_MODEL_DIR (default: build/models). Extra arguments go to inferd, e.g.
+#   deploy/start.sh --log-level debug
+#   deploy/start.sh -m mymodel=/path/to/real-model.gguf     (serve a real model as well)
+# Stop it with Ctrl-C (it drains calls in flight).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -11,4 +15,14 @@ if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" -Dbuildtype=release -Dtests=false
 fi
 ninja -C "$build"
-exec "$build/server/inferd" "$@"
+
+models=${INFERD_MODEL_DIR:-$build/models}
+default_model="$models/default.gguf"
+if [ ! -f "$default_model" ]; then
+  mkdir -p "$models"
+  # About 30M parameters, 8-bit weights: quick to generate and to run on any machine.
+  "$build/engine/tools/inferd-mkmodel" llm --out "$default_model" --dim 512 --layers 8 \
+    --heads 8 --kv-heads 4 --ffn 1408 --vocab 8192 --context 2048 --dtype q8_0 --seed 1 \
+    --name inferd-default
+fi
+exec "$build/server/inferd" --model "default=$default_model" "$@"

@@ -55,8 +55,12 @@ void quant_row_q8_0a_scalar(const float *x, struct q8_0a *dst, int64_t n)
 		for (int j = 0; j < 32; j++)
 			amax = fmaxf(amax, fabsf(x[j]));
 		dst[b].d = q8_scale(amax, &id);
-		for (int j = 0; j < 32; j++)
+		int sum = 0;
+		for (int j = 0; j < 32; j++) {
 			dst[b].qs[j] = q8_round(x[j] * id);
+			sum += dst[b].qs[j];
+		}
+		dst[b].ds = dst[b].d * (float)sum;
 	}
 }
 
@@ -115,10 +119,17 @@ AVX2_FN static void q8_pack32(const float *x, __m256 vid, int8_t *q)
 
 AVX2_FN static void quant_row_q8_0a_avx2(const float *x, struct q8_0a *dst, int64_t n)
 {
+	const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
 	for (int64_t b = 0; b < n / 32; b++, x += 32) {
 		float id, d = q8_scale(hmax_abs8(x, 4), &id);
 		dst[b].d = d;
 		q8_pack32(x, _mm256_set1_ps(id), dst[b].qs);
+		__m256i q = _mm256_loadu_si256((const __m256i *)(const void *)dst[b].qs);
+		__m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+		__m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+		h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+		h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+		dst[b].ds = d * (float)_mm_cvtsi128_si32(h);
 	}
 }
 
@@ -177,18 +188,21 @@ static float dot_q8_0(const uint8_t *w, const struct q8_0a *a, int64_t nb)
 	return s;
 }
 
+/* Q4_0: sum over u = q + 8 (0..15) in integers, minus 8 * dw * ds per block. */
 static float dot_q4_0(const uint8_t *w, const struct q8_0a *a, int64_t nb)
 {
-	float s = 0.0f;
+	float s = 0.0f, corr = 0.0f;
 	for (int64_t b = 0; b < nb; b++, w += DTYPE_Q4_0_BYTES) {
 		int isum = 0;
 		for (int j = 0; j < 16; j++) {
-			isum += ((w[2 + j] & 0x0f) - 8) * a[b].qs[j];
-			isum += ((w[2 + j] >> 4) - 8) * a[b].qs[j + 16];
+			isum += (w[2 + j] & 0x0f) * a[b].qs[j];
+			isum += (w[2 + j] >> 4) * a[b].qs[j + 16];
 		}
-		s += dtype_f16_to_f32(quant_ld16(w)) * a[b].d * (float)isum;
+		float dw = dtype_f16_to_f32(quant_ld16(w));
+		s += dw * a[b].d * (float)isum;
+		corr += dw * a[b].ds;
 	}
-	return s;
+	return s - 8.0f * corr;
 }
 
 static float dot_q4_k(const uint8_t *w, const struct q8_k *a, int64_t nb)

@@ -3,8 +3,9 @@
  * the SIMD kernels compute.
  *
  * Activation formats (in memory only, never stored in files):
- *   struct q8_0a: 32 int8 quants with an f32 scale. GGML's Q8_0 keeps an f16 scale; the f32
- *                 scale here avoids a rounding step and a conversion in the inner loop.
+ *   struct q8_0a: 32 int8 quants with an f32 scale and the scaled sum of the quants. GGML's
+ *                 Q8_0 keeps an f16 scale; the f32 scale here avoids a rounding step and a
+ *                 conversion in the inner loop.
  *   struct q8_k:  GGML's Q8_K: f32 d; int8 qs[256]; int16 bsums[16] (sums of 16 quants),
  *                 the partner of the K-quants (Q4_K, Q6_K).
  * Both quantize with d = max|x| / 127 and q = round-half-even(x / d), so |q| <= 127 and the
@@ -26,6 +27,8 @@
 
 struct q8_0a {
 	float d;          /* scale */
+	float ds;         /* d * (sum of qs): Q4_0 kernels work on unsigned quants u = q + 8 and
+	                     take 8 * dw * ds off */
 	int8_t qs[32];    /* x[i] ~= d * qs[i] */
 };
 

@@ -36,41 +36,55 @@ AVX2_FN INLINE float f16(const uint8_t *p)
 
 /* ---- Q8_0 and Q4_0 -------------------------------------------------------------- */
 
-/* Signed weights times signed activations: maddubs needs one unsigned operand, so it
- * multiplies |w| by y with the sign of w moved onto y. */
+/* Q8_0: signed weights times signed activations; maddubs needs one unsigned operand, so
+ * it multiplies |w| by y with the sign of w moved onto y.
+ * Q4_0: the unsigned quants u = q + 8 go straight into maddubs; 8 * dw * ds per block
+ * (ds = d * sum of the activation quants) comes off at the end. */
 AVX2_FN INLINE void q8_tile(enum dtype t, int T, const uint8_t *wrow, int64_t nb,
                             const uint8_t *xa, size_t xs, float *y, int64_t ldy)
 {
 	const size_t bb = t == DTYPE_Q4_0 ? DTYPE_Q4_0_BYTES : DTYPE_Q8_0_BYTES;
 	const __m256i ones = _mm256_set1_epi16(1);
 	__m256 acc[4];
-	#pragma GCC unroll 4
-	for (int j = 0; j < T; j++)
+	__m128 corr[4];
+#pragma GCC unroll 4
+	for (int j = 0; j < T; j++) {
 		acc[j] = _mm256_setzero_ps();
+		corr[j] = _mm_setzero_ps();
+	}
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *blk = wrow + (size_t)b * bb;
-		__m256i q;
+		const __m128 dw1 = _mm_set_ss(f16(blk));
+		const __m256 dw = _mm256_broadcastss_ps(dw1);
 		if (t == DTYPE_Q4_0) {
 			__m128i p = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
-			q = _mm256_set_m128i(_mm_srli_epi16(p, 4), p);
-			q = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
-			q = _mm256_sub_epi8(q, _mm256_set1_epi8(8));
-		} else {
-			q = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+			__m256i u = _mm256_set_m128i(_mm_srli_epi16(p, 4), p);
+			u = _mm256_and_si256(u, _mm256_set1_epi8(0x0f));
+#pragma GCC unroll 4
+			for (int j = 0; j < T; j++) {
+				const struct q8_0a *a = (const struct q8_0a *)(const void *)(xa + j * xs) + b;
+				__m256i yv = _mm256_loadu_si256((const __m256i *)(const void *)a->qs);
+				__m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(u, yv), ones);
+				acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&a->d)),
+				                         _mm256_cvtepi32_ps(p32), acc[j]);
+				corr[j] = _mm_fmadd_ss(dw1, _mm_load_ss(&a->ds), corr[j]);
+			}
+			continue;
 		}
+		const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
 		const __m256i aq = _mm256_abs_epi8(q);
-		const __m256 dw = _mm256_set1_ps(f16(blk));
-		#pragma GCC unroll 4
+#pragma GCC unroll 4
 		for (int j = 0; j < T; j++) {
 			const struct q8_0a *a = (const struct q8_0a *)(const void *)(xa + j * xs) + b;
 			__m256i s = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(const void *)a->qs), q);
 			__m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, s), ones);
-			acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&a->d)), _mm256_cvtepi32_ps(p32), acc[j]);
+			acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&a->d)),
+			                         _mm256_cvtepi32_ps(p32), acc[j]);
 		}
 	}
-	#pragma GCC unroll 4
+#pragma GCC unroll 4
 	for (int j = 0; j < T; j++)
-		y[j * ldy] = hsum8(acc[j]);
+		y[j * ldy] = hsum8(acc[j]) - 8.0f * _mm_cvtss_f32(corr[j]);
 }
 
 /* ---- Q4_K --------------------------------------------------------------------- */

@@ -137,6 +137,16 @@ Test(kernels_matmul, q4_0_matches_reference) { check_type(DTYPE_Q4_0); }
 Test(kernels_matmul, q4_k_matches_reference) { check_type(DTYPE_Q4_K); }
 Test(kernels_matmul, q6_k_matches_reference) { check_type(DTYPE_Q6_K); }
 
+/* Enough rows for the paths that split rows over threads (f32 oneDNN per-thread ranges,
+ * f16/bf16 panels, quantized row ranges), on 2 and 3 threads. */
+Test(kernels_matmul, row_split_over_threads_matches_reference)
+{
+	for (size_t i = 0; i < sizeof(all_types) / sizeof(all_types[0]); i++) {
+		check_case(all_types[i], 301, cols_for(all_types[i], 0) * 2, 64, 2);
+		check_case(all_types[i], 259, cols_for(all_types[i], 1), 17, 3);
+	}
+}
+
 /* The portable path (what a CPU without AVX2 runs): forced by the environment before the
  * first call in this test's process (criterion runs each test in its own process). */
 Test(kernels_matmul, scalar_path_matches_reference)

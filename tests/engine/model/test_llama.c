@@ -6,6 +6,7 @@
 #include <criterion/parameterized.h>
 
 #include "model_util.h"
+#include "tokenizer.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -214,5 +215,33 @@ Test(stories260k, greedy_story_is_english, .fini = fini)
 	for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
 		words += strstr(text, common[i]) != NULL;
 	cr_expect_geq(words, 4, "not English: \"%s\"", text);
+	eng_close(&e);
+}
+
+/* The same story through the project's tokenizer: the prompt text encodes to the
+ * ids used above and the continuation decodes to English text. */
+Test(stories260k, tokenizer_round_trip_story, .fini = fini)
+{
+	const char *p = stories();
+	if (p == NULL)
+		cr_skip_test("stories260K.gguf not found (../shared/models is absent in a user's clone)");
+	struct eng e;
+	struct tokenizer *tk = NULL;
+	cr_assert_eq(eng_open(&e, p, 64, 16, 16), 0, "%s", e.err);
+	cr_assert_eq(tok_new_from_gguf(e.g, &tk, e.err, sizeof e.err), 0, "%s", e.err);
+	int32_t ids[16], gen[48];
+	size_t n = 0, len = 0;
+	const char *text = "Once upon a time";
+	cr_assert_eq(tok_encode(tk, text, strlen(text), true, false, ids, 16, &n), 0);
+	cr_assert_eq(n, 5);
+	cr_expect_arr_eq(ids, once, sizeof once);
+	float lg[5 * 512];
+	cr_assert_eq(eng_run(&e, ids, (int)n, lg, 48, gen), 0);
+	char out[1024];
+	cr_assert_eq(tok_decode(tk, gen, 48, 0, out, sizeof out - 1, &len), 0);
+	out[len] = 0;
+	cr_expect(strstr(out, " there was ") != NULL || strstr(out, " the ") != NULL,
+	          "not English: \"%s\"", out);
+	tok_free(tk);
 	eng_close(&e);
 }

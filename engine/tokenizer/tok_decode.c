@@ -33,6 +33,8 @@ int tok_decode(const struct tokenizer *t, const int32_t *ids, size_t n, unsigned
 			pl--;
 		}
 		strip = false;
+		if (pl == 0)
+			continue;
 		if (o + pl <= cap)
 			memcpy(out + o, p, pl);
 		else if (o < cap)

@@ -133,7 +133,7 @@ static void check_round_trips(void)
 
 /* ---- SentencePiece on stories260K -------------------------------------------------- */
 
-TestSuite(tok_stories, .init = open_stories, .fini = close_tok, .timeout = 30);
+TestSuite(tok_stories, .init = open_stories, .fini = close_tok);
 
 Test(tok_stories, vocabulary)
 {
@@ -315,7 +315,7 @@ Test(tok_stories, stream_replaces_invalid_bytes)
 
 /* ---- generated vocabularies ---------------------------------------------------------- */
 
-TestSuite(tok_spm_generated, .init = open_spm, .fini = close_tok, .timeout = 60);
+TestSuite(tok_spm_generated, .init = open_spm, .fini = close_tok);
 
 Test(tok_spm_generated, round_trip) { check_round_trips(); }
 
@@ -327,7 +327,7 @@ Test(tok_spm_generated, longest_pieces_win)
 	cr_expect_str_eq(tok_token_text(g_tok, ids[1], NULL), "\xe2\x96\x81little");
 }
 
-TestSuite(tok_bpe_generated, .init = open_bpe, .fini = close_tok, .timeout = 60);
+TestSuite(tok_bpe_generated, .init = open_bpe, .fini = close_tok);
 
 Test(tok_bpe_generated, vocabulary)
 {

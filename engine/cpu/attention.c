@@ -1,4 +1,4 @@
-/* Paged attention over an f32 KV cache (see attention.h). */
+/* Paged attention over an f32 or f16 KV cache (see attention.h). */
 #include "attention.h"
 
 #include <errno.h>
@@ -28,7 +28,7 @@ static int check(const struct attn_params *p, int64_t *row0, int64_t *n_rows)
 	if (p == NULL || p->q == NULL || p->out == NULL || p->k_cache == NULL ||
 	    p->v_cache == NULL || p->seqs == NULL || p->n_seqs <= 0)
 		return -EINVAL;
-	if (p->kv_type != DTYPE_F32)
+	if (p->kv_type != DTYPE_F32 && p->kv_type != DTYPE_F16)
 		return -ENOTSUP;
 	if (p->head_dim <= 0 || p->head_dim > ATTN_MAX_HEAD_DIM || p->block_size <= 0 ||
 	    p->block_size > ATTN_MAX_BLOCK || p->n_kv_heads <= 0 || p->n_heads <= 0 ||
@@ -47,25 +47,34 @@ static int check(const struct attn_params *p, int64_t *row0, int64_t *n_rows)
 	return 0;
 }
 
+/* Row j of a cache block for kv head kvh as f32: in place for an f32 cache,
+ * converted into tmp for an f16 one. */
+static const float *kv_row(const struct attn_params *p, const void *cache, int64_t blk, int j,
+                           int kvh, float *tmp)
+{
+	const int64_t kv_dim = (int64_t)p->n_kv_heads * p->head_dim;
+	int64_t off = (blk * p->block_size + j) * kv_dim + (int64_t)kvh * p->head_dim;
+	if (p->kv_type == DTYPE_F32)
+		return (const float *)cache + off;
+	cpu_f16_to_f32((const uint16_t *)cache + off, tmp, p->head_dim);
+	return tmp;
+}
+
 /* One query head over its context: out = softmax(q.K^T * scale) V. */
 static void attend_head(const struct attn_params *p, const struct attn_seq *sq, int64_t ctx,
                         int kvh, const float *q, float *out)
 {
 	const int bs = p->block_size, hd = p->head_dim;
-	const int64_t kv_dim = (int64_t)p->n_kv_heads * hd;
-	const float *kc = p->k_cache, *vc = p->v_cache;
-	float sc[ATTN_MAX_BLOCK];
+	float sc[ATTN_MAX_BLOCK], tmp[ATTN_MAX_HEAD_DIM];
 	float m = -INFINITY, l = 0.0f;
 
 	memset(out, 0, (size_t)hd * sizeof *out);
 	for (int64_t b0 = 0; b0 < ctx; b0 += bs) {
 		int n = ctx - b0 < bs ? (int)(ctx - b0) : bs;
 		int64_t blk = sq->block_table[b0 / bs];
-		const float *kb = kc + blk * bs * kv_dim + (int64_t)kvh * hd;
-		const float *vb = vc + blk * bs * kv_dim + (int64_t)kvh * hd;
 		float bm = -INFINITY;
 		for (int j = 0; j < n; j++) {
-			sc[j] = cpu_dot_f32(q, kb + j * kv_dim, hd) * p->scale;
+			sc[j] = cpu_dot_f32(q, kv_row(p, p->k_cache, blk, j, kvh, tmp), hd) * p->scale;
 			bm = sc[j] > bm ? sc[j] : bm;
 		}
 		if (bm > m) {
@@ -77,7 +86,7 @@ static void attend_head(const struct attn_params *p, const struct attn_seq *sq, 
 		for (int j = 0; j < n; j++) {
 			float e = expf(sc[j] - m);
 			l += e;
-			cpu_axpy_f32(out, e, vb + j * kv_dim, hd);
+			cpu_axpy_f32(out, e, kv_row(p, p->v_cache, blk, j, kvh, tmp), hd);
 		}
 	}
 	if (l > 0.0f)

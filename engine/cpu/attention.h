@@ -1,4 +1,4 @@
-/* Paged attention of the CPU backend over an f32 KV cache (see struct
+/* Paged attention of the CPU backend over an f32 or f16 KV cache (see struct
  * attn_params in backend.h): for each query row of each sequence, softmax
  * attention over the keys and values of positions 0..pos of that row, found
  * through the sequence's block table, with grouped-query heads (query head h
@@ -10,7 +10,7 @@
  *
  * @return 0, -EINVAL (shapes: head_dim > ATTN_MAX_HEAD_DIM, block_size >
  * ATTN_MAX_BLOCK, heads not a multiple of kv heads, seqs not sorted by q_row),
- * -ENOTSUP (kv_type other than F32).
+ * -ENOTSUP (kv_type other than F32 / F16).
  */
 #ifndef INFERD_ENGINE_CPU_ATTENTION_H
 #define INFERD_ENGINE_CPU_ATTENTION_H

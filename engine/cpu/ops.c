@@ -137,6 +137,25 @@ void cpu_scale_f32(float *y, float a, int64_t n)
 		y[i] *= a;
 }
 
+AVX2 static void f16_to_f32_avx2(const uint16_t *x, float *y, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+	for (; i < n; i++)
+		y[i] = dtype_f16_to_f32(x[i]);
+}
+
+void cpu_f16_to_f32(const uint16_t *x, float *y, int64_t n)
+{
+	if (cpu_ops_use_simd()) {
+		f16_to_f32_avx2(x, y, n);
+		return;
+	}
+	for (int64_t i = 0; i < n; i++)
+		y[i] = dtype_f16_to_f32(x[i]);
+}
+
 /* ---- RMSNorm ------------------------------------------------------------------------------ */
 
 static void rms_row_scalar(const float *x, const float *w, float *y, int64_t n, float eps)

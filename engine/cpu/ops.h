@@ -44,5 +44,6 @@ void cpu_softmax(float *x, int64_t ldx, int64_t n_rows, int64_t n, int n_threads
 float cpu_dot_f32(const float *a, const float *b, int64_t n);
 void cpu_axpy_f32(float *y, float a, const float *x, int64_t n); /* y += a*x */
 void cpu_scale_f32(float *y, float a, int64_t n);                /* y *= a */
+void cpu_f16_to_f32(const uint16_t *x, float *y, int64_t n);    /* F16C when available */
 
 #endif

@@ -23,9 +23,9 @@ int kv_cache_new(struct backend *b, const struct kv_cache_params *p, struct kv_c
 	if (b == NULL || p == NULL || out == NULL || p->n_layers <= 0 || p->n_kv_heads <= 0 ||
 	    p->head_dim <= 0 || p->block_size <= 0 || p->block_size > 256 || p->n_blocks <= 0)
 		return -EINVAL;
-	if (p->type != DTYPE_F32)
+	if (p->type != DTYPE_F32 && p->type != DTYPE_F16)
 		return -ENOTSUP;
-	size_t row = (size_t)p->n_kv_heads * (size_t)p->head_dim * sizeof(float);
+	size_t row = (size_t)p->n_kv_heads * (size_t)p->head_dim * kv_cache_elem_size(p->type);
 	size_t blk = row * (size_t)p->block_size;
 	if (blk > SIZE_MAX / (size_t)p->n_blocks / 2 / (size_t)p->n_layers)
 		return -ENOMEM;
@@ -61,6 +61,11 @@ void kv_cache_free(struct kv_cache *kv)
 	free(kv->refcount);
 	free(kv->free_list);
 	free(kv);
+}
+
+size_t kv_cache_elem_size(enum dtype type)
+{
+	return type == DTYPE_F16 ? 2 : 4;
 }
 
 const struct kv_cache_params *kv_cache_params(const struct kv_cache *kv)

@@ -2,7 +2,7 @@
  *
  * A block holds block_size consecutive positions of one sequence, for every
  * layer, K and V: layer l's K data of block b is
- *   kv_cache_k(kv, l) + b * block_size * kv_dim        (block_size, kv_dim) floats
+ *   kv_cache_k(kv, l) + b * block_size * kv_dim        (block_size, kv_dim) elements
  * where kv_dim = n_kv_heads * head_dim. A sequence's block table lists its
  * block ids in position order: position p lives in block table[p / block_size]
  * at slot p % block_size.
@@ -29,18 +29,20 @@ struct kv_cache_params {
 	int head_dim;
 	int block_size;   /* tokens per block, 1..256 */
 	int n_blocks;     /* blocks in the pool */
-	enum dtype type;  /* DTYPE_F32 */
+	enum dtype type;  /* DTYPE_F32 or DTYPE_F16 (half the memory, converted on store) */
 };
 
 struct kv_cache;
 
 /* Allocates the pool from backend b (kept by pointer; must outlive the cache).
  * @return 0 and *out (free with kv_cache_free()), -EINVAL for bad params,
- * -ENOTSUP for a type other than F32, -ENOMEM. */
+ * -ENOTSUP for a type other than F32/F16, -ENOMEM. */
 int kv_cache_new(struct backend *b, const struct kv_cache_params *p, struct kv_cache **out);
 void kv_cache_free(struct kv_cache *kv); /* accepts NULL */
 
 const struct kv_cache_params *kv_cache_params(const struct kv_cache *kv);
+/* Bytes per element of a cache of this type (4 for F32, 2 for F16). */
+size_t kv_cache_elem_size(enum dtype type);
 /* Bytes of the whole pool. */
 size_t kv_cache_bytes(const struct kv_cache *kv);
 

@@ -63,7 +63,8 @@ uint64_t llama_model_weight_bytes(const struct llama_model *m);
 /* Parameters of the weight matrices (what a token's 2*params FLOPs count). */
 uint64_t llama_model_n_params(const struct llama_model *m);
 
-/* Fills kv cache parameters matching the model (f32 K/V). */
+/* Fills kv cache parameters matching the model (f32 K/V; set out->type =
+ * DTYPE_F16 afterwards for a half-size cache). */
 void llama_kv_params(const struct llama_model *m, int block_size, int n_blocks,
                      struct kv_cache_params *out);
 

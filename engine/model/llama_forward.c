@@ -33,7 +33,8 @@ static int check_batch(const struct llama_model *m, struct kv_cache *kv,
 {
 	const struct kv_cache_params *kp = kv_cache_params(kv);
 	if (kp->n_layers != m->hp.n_layers || kp->n_kv_heads != m->hp.n_kv_heads ||
-	    kp->head_dim != m->hp.head_dim || kp->type != DTYPE_F32 || n_seqs < 1 || seqs == NULL)
+	    kp->head_dim != m->hp.head_dim ||
+	    (kp->type != DTYPE_F32 && kp->type != DTYPE_F16) || n_seqs < 1 || seqs == NULL)
 		return -EINVAL;
 	int64_t T = 0;
 	for (int s = 0; s < n_seqs; s++) {
@@ -79,26 +80,33 @@ static int embed(struct llama_model *m, const struct fwd_seq *seqs, int n_seqs)
 	return 0;
 }
 
-/* Writes the rows' K and V into their cache slots. */
+/* Writes the rows' K and V into their cache slots (converted to f16 on the host
+ * for an f16 cache: the cpu backend's memory is host memory). */
 static int store_kv(struct llama_model *m, struct kv_cache *kv, int l,
                     const struct fwd_seq *seqs, int n_seqs)
 {
-	const int bs = kv_cache_params(kv)->block_size, kvd = m->kv_dim;
-	float *kc = kv_cache_k(kv, l), *vc = kv_cache_v(kv, l);
-	const size_t rb = (size_t)kvd * sizeof(float);
+	const struct kv_cache_params *kp = kv_cache_params(kv);
+	const int bs = kp->block_size, kvd = m->kv_dim;
+	const size_t es = kv_cache_elem_size(kp->type), rb = (size_t)kvd * es;
+	char *kc = kv_cache_k(kv, l), *vc = kv_cache_v(kv, l);
 	int64_t r = 0;
+	int rc = 0;
 	for (int s = 0; s < n_seqs; s++) {
-		for (int i = 0; i < seqs[s].n_tokens; i++, r++) {
+		for (int i = 0; i < seqs[s].n_tokens && rc == 0; i++, r++) {
 			int64_t p = m->pos[r];
-			int64_t slot = (int64_t)seqs[s].block_table[p / bs] * bs + p % bs;
-			int rc = backend_copy(m->b, kc + slot * kvd, m->k + r * kvd, rb, NULL);
-			if (rc == 0)
-				rc = backend_copy(m->b, vc + slot * kvd, m->v + r * kvd, rb, NULL);
-			if (rc < 0)
-				return rc;
+			size_t off = (size_t)((int64_t)seqs[s].block_table[p / bs] * bs + p % bs) * rb;
+			if (kp->type == DTYPE_F32) {
+				rc = backend_copy(m->b, kc + off, m->k + r * kvd, rb, NULL);
+				if (rc == 0)
+					rc = backend_copy(m->b, vc + off, m->v + r * kvd, rb, NULL);
+			} else {
+				rc = dtype_quant_row(kp->type, m->k + r * kvd, kc + off, kvd);
+				if (rc == 0)
+					rc = dtype_quant_row(kp->type, m->v + r * kvd, vc + off, kvd);
+			}
 		}
 	}
-	return 0;
+	return rc;
 }
 
 static int layer_forward(struct llama_model *m, struct kv_cache *kv, int l, int64_t T,
@@ -126,7 +134,8 @@ static int layer_forward(struct llama_model *m, struct kv_cache *kv, int l, int6
 	TRY(store_kv(m, kv, l, seqs, n_seqs));
 	struct attn_params ap = {
 		.q = m->q, .ldq = qd, .out = m->att, .ldo = qd,
-		.k_cache = kv_cache_k(kv, l), .v_cache = kv_cache_v(kv, l), .kv_type = DTYPE_F32,
+		.k_cache = kv_cache_k(kv, l), .v_cache = kv_cache_v(kv, l),
+		.kv_type = kv_cache_params(kv)->type,
 		.block_size = kv_cache_params(kv)->block_size, .n_heads = hp->n_heads,
 		.n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim,
 		.scale = 1.0f / sqrtf((float)hp->head_dim), .seqs = m->aseq, .n_seqs = n_seqs,

@@ -19,11 +19,18 @@ static void prompt(int32_t *t, int n, int vocab, unsigned seed)
 	}
 }
 
-/* Max |engine - reference| over the logits of all n prompt positions. */
-static double logits_diff(const char *path, const int32_t *toks, int n)
+/* Max |engine - reference| over the logits of all n prompt positions; with an
+ * f16 KV cache when kv_f16. */
+static double logits_diff_kv(const char *path, const int32_t *toks, int n, bool kv_f16)
 {
 	struct eng e;
 	cr_assert_eq(eng_open(&e, path, 64, 16, 64), 0, "load %s: %s", path, e.err);
+	if (kv_f16) {
+		struct kv_cache_params kp = *kv_cache_params(e.kv);
+		kp.type = DTYPE_F16;
+		kv_cache_free(e.kv);
+		cr_assert_eq(kv_cache_new(&e.b, &kp, &e.kv), 0);
+	}
 	int vocab = llama_model_hparams(e.m)->n_vocab;
 	float *got = malloc((size_t)n * vocab * sizeof *got);
 	double *want = malloc((size_t)n * vocab * sizeof *want);
@@ -42,6 +49,11 @@ static double logits_diff(const char *path, const int32_t *toks, int n)
 	free(want);
 	eng_close(&e);
 	return maxd;
+}
+
+static double logits_diff(const char *path, const int32_t *toks, int n)
+{
+	return logits_diff_kv(path, toks, n, false);
 }
 
 /* Greedy n_gen tokens: engine equals reference, except after a near tie of the
@@ -115,6 +127,17 @@ Test(llama_ref, logits_gqa_wide_tied, .fini = fini)
 	int32_t toks[40];
 	prompt(toks, 40, 600, 11);
 	cr_expect_leq(logits_diff(path, toks, 40), 1e-3);
+}
+
+/* f16 KV cache: K and V rounded to f16 (relative 2^-11); measured 9.3e-4 at |logit| ~4 on this model. */
+Test(llama_ref, logits_f16_kv_cache, .fini = fini)
+{
+	char path[512];
+	cr_assert_eq(mkmodel("kv16.gguf", "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 "
+	                     "--vocab 512 --seed 3", path, sizeof path), 0);
+	int32_t toks[40];
+	prompt(toks, 40, 512, 13);
+	cr_expect_leq(logits_diff_kv(path, toks, 40, true), 1e-2);
 }
 
 Test(llama_ref, greedy_64_f32, .fini = fini)

@@ -150,21 +150,41 @@ ParameterizedTest(struct rope_case *c, cpu_ops, rope)
 
 /* ---- paged attention against a dense computation --------------------------------------- */
 
-SIMD_PARAMS(cpu_attention, matches_dense_gqa_causal)
-ParameterizedTest(struct simd_case *c, cpu_attention, matches_dense_gqa_causal)
+struct attn_case {
+	int scalar, f16; /* scalar kernels; f16 KV cache */
+};
+
+ParameterizedTestParameters(cpu_attention, matches_dense_gqa_causal)
+{
+	static struct attn_case c[] = { { 0, 0 }, { 1, 0 }, { 0, 1 }, { 1, 1 } };
+	return cr_make_param_array(struct attn_case, c, sizeof c / sizeof c[0]);
+}
+
+ParameterizedTest(struct attn_case *c, cpu_attention, matches_dense_gqa_causal)
 {
 	cpu_ops_force_scalar(c->scalar);
 	enum { HD = 16, NH = 4, NKV = 2, BS = 4, NB = 16, KVD = NKV * HD };
 	static float kc[NB * BS * KVD], vc[NB * BS * KVD], q[9 * NH * HD], out[9 * NH * HD];
+	static uint16_t kh16[NB * BS * KVD], vh16[NB * BS * KVD];
 	randv(kc, NB * BS * KVD, 1, 1.0f);
 	randv(vc, NB * BS * KVD, 2, 1.0f);
 	randv(q, 9 * NH * HD, 3, 2.0f);
+	if (c->f16) { /* the dense reference uses the f16-rounded values */
+		for (int i = 0; i < NB * BS * KVD; i++) {
+			kh16[i] = dtype_f32_to_f16(kc[i]);
+			vh16[i] = dtype_f32_to_f16(vc[i]);
+			kc[i] = dtype_f16_to_f32(kh16[i]);
+			vc[i] = dtype_f16_to_f32(vh16[i]);
+		}
+	}
 	/* two sequences with scattered blocks: 6 new at pos 5 (ctx 11), 3 new at pos 0 */
 	int32_t t0[] = { 7, 2, 11 }, t1[] = { 4 };
 	struct attn_seq seqs[2] = { { .q_row = 0, .n_new = 6, .pos = 5, .block_table = t0 },
 	                            { .q_row = 6, .n_new = 3, .pos = 0, .block_table = t1 } };
 	struct attn_params p = { .q = q, .ldq = NH * HD, .out = out, .ldo = NH * HD,
-	                         .k_cache = kc, .v_cache = vc, .kv_type = DTYPE_F32,
+	                         .k_cache = c->f16 ? (void *)kh16 : kc,
+	                         .v_cache = c->f16 ? (void *)vh16 : vc,
+	                         .kv_type = c->f16 ? DTYPE_F16 : DTYPE_F32,
 	                         .block_size = BS, .n_heads = NH, .n_kv_heads = NKV, .head_dim = HD,
 	                         .scale = 0.25f, .seqs = seqs, .n_seqs = 2 };
 	cr_assert_eq(cpu_attention(&p, 0), 0);
@@ -199,9 +219,10 @@ ParameterizedTest(struct simd_case *c, cpu_attention, matches_dense_gqa_causal)
 	p.n_kv_heads = 3;
 	cr_expect_eq(cpu_attention(&p, 0), -EINVAL, "heads not a multiple of kv heads");
 	p.n_kv_heads = NKV;
-	p.kv_type = DTYPE_F16;
+	enum dtype kt = p.kv_type;
+	p.kv_type = DTYPE_Q8_0;
 	cr_expect_eq(cpu_attention(&p, 0), -ENOTSUP);
-	p.kv_type = DTYPE_F32;
+	p.kv_type = kt;
 	seqs[1].q_row = 5;
 	cr_expect_eq(cpu_attention(&p, 0), -EINVAL, "overlapping rows");
 }

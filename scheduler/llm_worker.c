@@ -20,8 +20,8 @@ struct gen {
 	uint64_t id;
 	struct sched_seq seq;          /* seq.user points back here */
 	struct llm_gen_params p;       /* p.prompt owned (copied at submit) */
+	struct sampler *sampler;       /* the request's own (penalty history, PRNG) */
 	double t_submit, t_scheduled, t_first_token;
-	uint64_t rng;
 	struct gen *hash_next;
 };
 
@@ -81,6 +81,7 @@ static void gen_free(struct gen *g)
 	if (!g)
 		return;
 	free((void *)g->p.prompt);
+	sampler_free(g->sampler);
 	free(g);
 }
 
@@ -169,44 +170,7 @@ size_t llm_worker_take_events(struct llm_worker *w, struct llm_event **events)
 	return n;
 }
 
-/* ---- sampling ---------------------------------------------------------------------------- */
-
-static int32_t argmax(const float *x, int n)
-{
-	int32_t best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
-}
-
-/* log-softmax of one logit: x[i] - logsumexp(x). */
-static float logprob_of(const float *x, int n, int32_t i)
-{
-	float mx = x[argmax(x, n)];
-	double sum = 0;
-	for (int k = 0; k < n; k++)
-		sum += exp((double)(x[k] - mx));
-	return (float)((double)(x[i] - mx) - log(sum));
-}
-
-static int32_t gen_sample(struct llm_worker *w, struct gen *g, float *logits)
-{
-	(void)g;
-	return argmax(logits, w->n_vocab);
-}
-
 /* ---- one iteration ----------------------------------------------------------------------- */
-
-static bool ends_generation(struct llm_worker *w, const struct gen *g, int32_t token)
-{
-	if (!g->p.sampling.ignore_eos && tok_is_eog(w->p.tok, token))
-		return true;
-	for (uint32_t i = 0; i < g->p.sampling.n_stop_ids; i++)
-		if (g->p.sampling.stop_ids[i] == token)
-			return true;
-	return false;
-}
 
 static void iterate(struct llm_worker *w)
 {
@@ -248,12 +212,21 @@ static void iterate(struct llm_worker *w)
 			continue;
 		struct gen *g = it->seq->user;
 		float *lg = w->logits + (size_t)row++ * w->n_vocab;
-		int32_t tok = gen_sample(w, g, lg);
+		struct sampler_result res;
+		if (sampler_sample(g->sampler, lg, &res) < 0) {
+			gen_end(w, g, LLM_FINISH_ERROR, -EDOM); /* no finite logit */
+			continue;
+		}
+		int32_t tok = res.token;
+		int stop_id = sampler_accept(g->sampler, tok);
 		struct llm_event *e = stage(w, g->id, LLM_EVENT_TOKEN);
 		if (e) {
 			e->token = tok;
-			if (g->p.sampling.logprobs)
-				e->logprob = logprob_of(lg, w->n_vocab, tok);
+			if (g->p.logprobs) {
+				e->logprob = res.logprob;
+				e->n_top = (uint32_t)res.n_top;
+				memcpy(e->top, res.top, (size_t)res.n_top * sizeof(res.top[0]));
+			}
 		}
 		if (!g->t_first_token)
 			g->t_first_token = now_s();
@@ -262,7 +235,7 @@ static void iterate(struct llm_worker *w)
 			continue;
 		}
 		uint32_t generated = g->seq.n_tokens - g->seq.n_prompt;
-		if (ends_generation(w, g, tok))
+		if (stop_id == 1 || (!g->p.ignore_eos && tok_is_eog(w->p.tok, tok)))
 			gen_end(w, g, LLM_FINISH_STOP, 0);
 		else if (generated >= g->p.max_new || g->seq.n_tokens >= w->p.sched.max_context)
 			gen_end(w, g, LLM_FINISH_LENGTH, 0);
@@ -363,11 +336,20 @@ int llm_worker_submit(struct llm_worker *w, uint64_t id, const struct llm_gen_pa
 	g->id = id;
 	g->p = *p;
 	g->p.prompt = prompt;
+	/* Bias and stop ids are copied by the sampler: the caller's arrays are not kept. */
+	g->p.sampling.logit_bias = NULL;
+	g->p.sampling.n_logit_bias = 0;
+	g->p.sampling.stop_ids = NULL;
+	g->p.sampling.n_stop_ids = 0;
+	g->sampler = sampler_new(&p->sampling, w->n_vocab);
+	if (!g->sampler || sampler_accept_prompt(g->sampler, prompt, p->n_prompt) < 0) {
+		gen_free(g);
+		return -EINVAL;
+	}
 	g->seq.id = id;
 	g->seq.priority = p->priority;
 	g->seq.user = g;
 	g->t_submit = now_s();
-	g->rng = p->sampling.use_seed ? p->sampling.seed : (uint64_t)(g->t_submit * 1e9) ^ id;
 	int rc = push(w, CMD_SUBMIT, id, g);
 	if (rc < 0)
 		gen_free(g);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "batching.h"
+#include "sample.h"
 
 struct backend;
 struct llama_model;
@@ -34,39 +35,14 @@ struct llm_worker_params {
 	void *notify_arg;
 };
 
-#define LLM_MAX_TOP 20
-#define LLM_MAX_STOP_IDS 16
-#define LLM_MAX_BIAS 64
-
-/* Sampling parameters of one request (zero values: off; temperature 0: greedy). */
-struct llm_sampling {
-	float temperature;
-	uint32_t top_k;
-	float top_p, min_p;
-	float repetition_penalty, presence_penalty, frequency_penalty;
-	bool use_seed;
-	uint64_t seed;
-	bool ignore_eos;
-	bool logprobs;                     /* report the sampled token's logprob */
-	uint32_t top_logprobs;             /* and this many alternatives (<= LLM_MAX_TOP) */
-	int32_t stop_ids[LLM_MAX_STOP_IDS];
-	uint32_t n_stop_ids;
-	int32_t bias_ids[LLM_MAX_BIAS];
-	float bias[LLM_MAX_BIAS];
-	uint32_t n_bias;
-};
-
-struct llm_top {
-	int32_t token;
-	float logprob;
-};
-
 struct llm_gen_params {
 	const int32_t *prompt;             /* copied */
 	uint32_t n_prompt;
 	uint32_t max_new;                  /* generated tokens at most (>= 1) */
 	int32_t priority;
-	struct llm_sampling sampling;      /* copied (stop strings are the caller's business) */
+	struct sampling_params sampling;   /* copied (stop strings are the caller's business) */
+	bool ignore_eos;                   /* do not stop at end-of-generation tokens */
+	bool logprobs;                     /* report logprobs (and sampling.n_logprobs alternatives) */
 };
 
 enum llm_finish {
@@ -88,7 +64,7 @@ struct llm_event {
 	/* TOKEN */
 	int32_t token;
 	float logprob;                     /* of the sampled token (NaN unless asked for) */
-	struct llm_top top[LLM_MAX_TOP];
+	struct sampler_logprob top[SAMPLER_MAX_LOGPROBS];
 	uint32_t n_top;
 	/* END */
 	int error;                         /* 0, -EAGAIN (shed), -E2BIG (too long), -ENOMEM, ... */
@@ -113,7 +89,8 @@ int llm_worker_new(const struct llm_worker_params *p, struct llm_worker **out, c
 void llm_worker_free(struct llm_worker *w);
 
 /* Queues a request with a caller-chosen id, unique among the worker's requests in flight. Its
- * events (and at least an END event) follow. @return 0, -ENOMEM. */
+ * events (and at least an END event) follow. @return 0, -EINVAL (sampling parameters that
+ * sampling_params_check() refuses), -ENOMEM. */
 int llm_worker_submit(struct llm_worker *w, uint64_t id, const struct llm_gen_params *p);
 /* Ends a request (END with LLM_FINISH_CANCELLED unless it already ended). */
 void llm_worker_cancel(struct llm_worker *w, uint64_t id);

@@ -6,12 +6,16 @@
 #include <stdint.h>
 
 struct call;
+struct generation;
 struct served_model;
+
+/* A Generate call's state (call->method_state). */
+struct generate_state {
+	struct generation *gen;      /* NULL once the generation ended */
+	struct served_model *model;
+};
 
 void method_generate(struct call *c, const uint8_t *payload, size_t len);
 void method_tokenize(struct call *c, const uint8_t *payload, size_t len);
-
-/* Loop thread, when the model's worker signals: turns its events into reply frames. */
-void generate_collect(struct served_model *m);
 
 #endif

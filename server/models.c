@@ -8,7 +8,7 @@
 
 #include "backend_cpu.h"
 #include "dtype.h"
-#include "generate.h"
+#include "generation.h"
 #include "gguf.h"
 #include "llama.h"
 #include "llm_worker.h"
@@ -40,7 +40,7 @@ static void on_worker_events(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	generate_collect(arg);
+	generation_collect(arg);
 }
 
 /* Runs on the worker thread: wake the loop (libevent is set up for threads). */

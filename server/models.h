@@ -13,7 +13,7 @@ struct gguf;
 struct llama_model;
 struct tokenizer;
 struct llm_worker;
-struct gen_call;
+struct generation;
 struct inferd_server;
 
 struct served_model {
@@ -30,7 +30,7 @@ struct served_model {
 	uint64_t n_params;
 	char arch[32];
 	char dtype[16];               /* type of the first attention weight, e.g. "Q8_0" */
-	struct gen_call *calls;       /* Generate calls in flight on this model */
+	struct generation *gens;      /* generations in flight on this model */
 	uint64_t next_gen_id;
 };
 

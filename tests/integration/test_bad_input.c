@@ -109,9 +109,14 @@ Test(bad_input, method_without_a_model)
 {
 	inferd_frame q = INFERD_FRAME_INIT;
 	q.call_id = 13;
-	q.method = INFERD__V1__METHOD__METHOD_GENERATE;
+	q.method = INFERD__V1__METHOD__METHOD_GENERATE_IMAGE;
 	td_raw_send_frame(raw, 13, &q);
-	inferd_frame_free(expect_reply(13, STATUS(UNIMPLEMENTED), "Generate is not served"));
+	inferd_frame_free(expect_reply(13, STATUS(UNIMPLEMENTED), "GenerateImage is not served"));
+	/* Generate is served, but this daemon has no model. */
+	q.call_id = 21;
+	q.method = INFERD__V1__METHOD__METHOD_GENERATE;
+	td_raw_send_frame(raw, 21, &q);
+	inferd_frame_free(expect_reply(21, STATUS(NOT_FOUND), "this daemon serves no model"));
 }
 
 Test(bad_input, oversized_frame)

@@ -68,6 +68,8 @@ struct gen_result {
 	int finish;
 	uint32_t prompt_tokens, completion_tokens, cached_tokens;
 	uint64_t call_id;
+	uint32_t n_logprob_frames, n_top_seen;
+	float max_logprob;
 };
 
 static int on_gen(const struct inferd_reply *r, void *arg)
@@ -79,6 +81,12 @@ static int on_gen(const struct inferd_reply *r, void *arg)
 		cr_assert_not_null(rep, "a reply that does not decode");
 		for (size_t i = 0; i < rep->n_token_ids && g->n_ids < MAX_OUT; i++)
 			g->ids[g->n_ids++] = rep->token_ids[i];
+		for (size_t i = 0; i < rep->n_logprobs; i++) {
+			g->n_logprob_frames++;
+			g->n_top_seen += (uint32_t)rep->logprobs[i]->n_top;
+			if (g->n_logprob_frames == 1 || rep->logprobs[i]->logprob > g->max_logprob)
+				g->max_logprob = rep->logprobs[i]->logprob;
+		}
 		size_t n = strlen(rep->text);
 		if (g->text_len + n < sizeof(g->text)) {
 			memcpy(g->text + g->text_len, rep->text, n);
@@ -110,6 +118,10 @@ struct gen_args {
 	float temperature;
 	bool ignore_eos;
 	uint64_t deadline_ms;
+	const char *stop;
+	bool use_seed;
+	uint64_t seed;
+	uint32_t top_logprobs;
 };
 
 static void start_gen(struct inferd_client *c, const struct gen_args *a, struct gen_result *g)
@@ -133,6 +145,14 @@ static void start_gen(struct inferd_client *c, const struct gen_args *a, struct 
 	req.max_tokens = a->max_tokens;
 	sp.temperature = a->temperature;
 	sp.ignore_eos = a->ignore_eos;
+	sp.use_seed = a->use_seed;
+	sp.seed = a->seed;
+	sp.top_logprobs = a->top_logprobs;
+	char *stops[1] = { (char *)a->stop };
+	if (a->stop) {
+		sp.n_stop = 1;
+		sp.stop = stops;
+	}
 	req.sampling = &sp;
 	o.deadline_ms = a->deadline_ms;
 	cr_assert_eq(inferd_client_start_msg(c, INFERD__V1__METHOD__METHOD_GENERATE, &req.base, &o,
@@ -434,5 +454,51 @@ Test(generate, the_trained_stories_model_writes_english)
 	cr_assert_eq(g.status, STATUS(OK), "%s", g.message);
 	cr_expect(strstr(g.text, " the ") || strstr(g.text, " was "), "not English: %s", g.text);
 	cr_expect(strstr(g.text, "Lily") != NULL, "greedy continuation changed: %s", g.text);
+	inferd_client_free(c);
+}
+
+Test(generate, stop_strings_end_the_text_before_them)
+{
+	start_with(NULL);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	struct gen_result full, cut;
+	struct gen_args a = { .text = "stop here", .max_tokens = 40, .ignore_eos = true };
+	run_gen(c, &a, &full);
+	cr_assert_eq(full.status, STATUS(OK));
+	cr_assert_gt(full.text_len, 12, "need some text: %s", full.text);
+	/* A stop string taken from the middle of the greedy output, likely across tokens. */
+	char stop[8];
+	memcpy(stop, full.text + 6, 5);
+	stop[5] = '\0';
+	const char *at = strstr(full.text, stop);
+	cr_assert_not_null(at);
+	struct gen_args b = a;
+	b.stop = stop;
+	run_gen(c, &b, &cut);
+	cr_assert_eq(cut.status, STATUS(OK), "%s", cut.message);
+	cr_expect_eq(cut.finish, INFERD__V1__FINISH_REASON__FINISH_REASON_STOP);
+	cr_expect_eq(cut.text_len, (size_t)(at - full.text), "text before the stop string only");
+	cr_expect(strncmp(cut.text, full.text, cut.text_len) == 0);
+	cr_expect_null(strstr(cut.text, stop), "the stop string itself is never sent");
+	inferd_client_free(c);
+}
+
+Test(generate, seeded_sampling_is_reproducible_and_logprobs_are_reported)
+{
+	start_with(NULL);
+	struct inferd_client *c = td_client(&d, false, NULL);
+	struct gen_result s1, s2, s3;
+	struct gen_args a = { .text = "random", .max_tokens = 30, .ignore_eos = true,
+	                      .temperature = 1.0f, .use_seed = true, .seed = 42, .top_logprobs = 3 };
+	run_gen(c, &a, &s1);
+	run_gen(c, &a, &s2);
+	a.seed = 43;
+	run_gen(c, &a, &s3);
+	cr_assert_eq(s1.status, STATUS(OK), "%s", s1.message);
+	cr_expect_arr_eq(s1.ids, s2.ids, 30 * sizeof(int32_t), "same seed, same tokens");
+	cr_expect(memcmp(s1.ids, s3.ids, 30 * sizeof(int32_t)) != 0, "another seed, other tokens");
+	cr_expect_eq(s1.n_logprob_frames, 30);
+	cr_expect_eq(s1.n_top_seen, 90, "three alternatives per token");
+	cr_expect_leq(s1.max_logprob, 0.0f);
 	inferd_client_free(c);
 }

@@ -349,6 +349,18 @@ def read_corpus(path):
     return out
 
 
+def random_strings(n):
+    """n strings drawn (fixed seed) from a pool mixing ASCII words, whitespace,
+    digits, punctuation, contractions, accents, CJK, emoji and special-token text."""
+    import random
+    rnd = random.Random(20261125)
+    pool = ["the", "little", "Lily", " ", "  ", "\n", "\t", "\r\n", "0", "42", "12345", ".", ",",
+            "!?", "'s", "'LL", "é", "ñ", "日", "本語", "😀", "👍🏽", "\u0301", "ש", "م", "<s>",
+            "</s>", "<|endoftext|>", "a", "T", "xyz", "\u00a0", "\u3000", "__", "--", "(", ")"]
+    return [("".join(rnd.choice(pool) for _ in range(rnd.randint(1, 12)))).encode()
+            for _ in range(n)]
+
+
 def run(tool, args, data):
     p = subprocess.run([tool] + args, input=data, capture_output=True, timeout=60)
     if p.returncode != 0:
@@ -364,6 +376,8 @@ def main():
     ap.add_argument("--tokenizer", default="spm", help="with --mkmodel: spm or bpe")
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--pre")
+    ap.add_argument("--random", type=int, default=60,
+                    help="also check this many seeded random strings (default 60)")
     ap.add_argument("--augment", action="store_true",
                     help="BPE: add merges across digits, whitespace and punctuation first")
     a = ap.parse_args()
@@ -395,7 +409,7 @@ def main():
                   "(tests/reference/tokenizer_venv.sh could not install it)")
             return 77
 
-    corpus = read_corpus(a.corpus)
+    corpus = read_corpus(a.corpus) + random_strings(a.random)
     checked = failed = skipped = 0
     for text in corpus:
         valid = True

@@ -131,6 +131,43 @@ static void check_round_trips(void)
 	}
 }
 
+/* Random byte strings (biased towards UTF-8 lead/continuation bytes, spaces
+ * and '<'): encoding never fails, decoding gives the bytes back exactly (bar
+ * a literal U+2581 in SPM), and the stream only hands out valid UTF-8. */
+static void check_random_bytes(void)
+{
+	static const unsigned char pick[] = { ' ', ' ', '<', 's', '>', 'a', 'e', '\n', 0x00, 0x80,
+	                                      0xbf, 0xc3, 0xa9, 0xe2, 0x96, 0x81, 0xe6, 0xf0, 0x9f,
+	                                      0xff, '|', 'x' };
+	uint64_t x = 12345;
+	char s[96];
+	int32_t ids[1024];
+	for (int t = 0; t < 300; t++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		size_t len = (size_t)(x >> 58) + (size_t)(t % 32);
+		for (size_t i = 0; i < len; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			s[i] = (char)((x >> 40) % 3 ? pick[(x >> 20) % sizeof pick] : (unsigned char)(x >> 48));
+		}
+		size_t n = enc(s, len, t % 2, t % 3 == 0, ids, 1024), dl;
+		if (t % 3 == 0)
+			continue; /* parse_special: control tokens do not come back */
+		char *d = dec(ids, n, TOK_DECODE_STRIP_LEADING, &dl);
+		bool block = memmem(s, len, "\xe2\x96\x81", 3) != NULL;
+		if (tok_kind(g_tok) == TOK_KIND_BPE || !block)
+			cr_expect(dl == len && memcmp(d, s, len) == 0, "random string %d does not round-trip", t);
+		free(d);
+		struct tok_stream *st = tok_stream_new(g_tok, 0);
+		for (size_t i = 0; i <= n; i++) {
+			const char *p;
+			size_t l;
+			cr_assert_eq(i < n ? tok_stream_feed(st, ids[i], &p, &l) : tok_stream_flush(st, &p, &l), 0);
+			cr_expect(valid_utf8(p, l));
+		}
+		tok_stream_free(st);
+	}
+}
+
 /* ---- SentencePiece on stories260K -------------------------------------------------- */
 
 TestSuite(tok_stories, .init = open_stories, .fini = close_tok);
@@ -200,6 +237,7 @@ Test(tok_stories, byte_fallback_and_invalid_utf8)
 }
 
 Test(tok_stories, round_trip) { check_round_trips(); }
+Test(tok_stories, random_bytes) { check_random_bytes(); }
 
 Test(tok_stories, short_array_reports_size)
 {
@@ -318,6 +356,7 @@ Test(tok_stories, stream_replaces_invalid_bytes)
 TestSuite(tok_spm_generated, .init = open_spm, .fini = close_tok);
 
 Test(tok_spm_generated, round_trip) { check_round_trips(); }
+Test(tok_spm_generated, random_bytes) { check_random_bytes(); }
 
 Test(tok_spm_generated, longest_pieces_win)
 {
@@ -353,6 +392,7 @@ Test(tok_bpe_generated, words_and_specials)
 }
 
 Test(tok_bpe_generated, round_trip) { check_round_trips(); }
+Test(tok_bpe_generated, random_bytes) { check_random_bytes(); }
 
 Test(tok_bpe_generated, invalid_utf8_as_bytes)
 {

@@ -151,26 +151,34 @@ ParameterizedTest(struct rope_case *c, cpu_ops, rope)
 /* ---- paged attention against a dense computation --------------------------------------- */
 
 struct attn_case {
-	int scalar, f16; /* scalar kernels; f16 KV cache */
+	int scalar, f16;        /* scalar kernels; f16 KV cache */
+	int hd, nh, nkv;        /* head_dim, query heads, kv heads */
 };
 
 ParameterizedTestParameters(cpu_attention, matches_dense_gqa_causal)
 {
-	static struct attn_case c[] = { { 0, 0 }, { 1, 0 }, { 0, 1 }, { 1, 1 } };
+	static struct attn_case c[] = {
+		{ 0, 0, 16, 4, 2 },  { 1, 0, 16, 4, 2 },  { 0, 1, 16, 4, 2 }, { 1, 1, 16, 4, 2 },
+		{ 0, 0, 64, 36, 2 }, { 0, 1, 64, 36, 2 }, /* groups of 18 > GROUP_CHUNK */
+		{ 0, 0, 24, 3, 3 },  { 0, 0, 12, 2, 1 },  /* head_dim % 16 != 0, % 8 != 0 */
+	};
 	return cr_make_param_array(struct attn_case, c, sizeof c / sizeof c[0]);
 }
 
 ParameterizedTest(struct attn_case *c, cpu_attention, matches_dense_gqa_causal)
 {
 	cpu_ops_force_scalar(c->scalar);
-	enum { HD = 16, NH = 4, NKV = 2, BS = 4, NB = 16, KVD = NKV * HD };
-	static float kc[NB * BS * KVD], vc[NB * BS * KVD], q[9 * NH * HD], out[9 * NH * HD];
-	static uint16_t kh16[NB * BS * KVD], vh16[NB * BS * KVD];
-	randv(kc, NB * BS * KVD, 1, 1.0f);
-	randv(vc, NB * BS * KVD, 2, 1.0f);
+	const int HD = c->hd, NH = c->nh, NKV = c->nkv, BS = 4, NB = 16, KVD = NKV * HD;
+	const int NKVE = NB * BS * KVD;
+	float *kc = malloc(sizeof(float) * NKVE), *vc = malloc(sizeof(float) * NKVE);
+	float *q = malloc(sizeof(float) * 9 * NH * HD), *out = malloc(sizeof(float) * 9 * NH * HD);
+	uint16_t *kh16 = malloc(2 * (size_t)NKVE), *vh16 = malloc(2 * (size_t)NKVE);
+	cr_assert(kc && vc && q && out && kh16 && vh16);
+	randv(kc, NKVE, 1, 1.0f);
+	randv(vc, NKVE, 2, 1.0f);
 	randv(q, 9 * NH * HD, 3, 2.0f);
 	if (c->f16) { /* the dense reference uses the f16-rounded values */
-		for (int i = 0; i < NB * BS * KVD; i++) {
+		for (int i = 0; i < NKVE; i++) {
 			kh16[i] = dtype_f32_to_f16(kc[i]);
 			vh16[i] = dtype_f32_to_f16(vc[i]);
 			kc[i] = dtype_f16_to_f32(kh16[i]);
@@ -194,7 +202,7 @@ ParameterizedTest(struct attn_case *c, cpu_attention, matches_dense_gqa_causal)
 		int ctx = s->pos + (r - s->q_row) + 1;
 		for (int h = 0; h < NH; h++) {
 			int kh = h / (NH / NKV);
-			double sc[16], m = -INFINITY, sum = 0, o[HD] = { 0 };
+			double sc[16], m = -INFINITY, sum = 0, o[64] = { 0 };
 			for (int j = 0; j < ctx; j++) {
 				const float *k = kc + ((size_t)s->block_table[j / BS] * BS + j % BS) * KVD + kh * HD;
 				double d = 0;
@@ -216,7 +224,7 @@ ParameterizedTest(struct attn_case *c, cpu_attention, matches_dense_gqa_causal)
 	}
 	cr_expect_leq(maxd, 1e-5, "max diff %g", maxd);
 
-	p.n_kv_heads = 3;
+	p.n_kv_heads = NH + 1;
 	cr_expect_eq(cpu_attention(&p, 0), -EINVAL, "heads not a multiple of kv heads");
 	p.n_kv_heads = NKV;
 	enum dtype kt = p.kv_type;
@@ -225,6 +233,12 @@ ParameterizedTest(struct attn_case *c, cpu_attention, matches_dense_gqa_causal)
 	p.kv_type = kt;
 	seqs[1].q_row = 5;
 	cr_expect_eq(cpu_attention(&p, 0), -EINVAL, "overlapping rows");
+	free(kc);
+	free(vc);
+	free(q);
+	free(out);
+	free(kh16);
+	free(vh16);
 }
 
 /* ---- dispatcher ------------------------------------------------------------------------- */

@@ -121,7 +121,7 @@ static void run_rows(vec_rows_fn fn, const struct cpu_weight *w, const void *xa,
 }
 
 /* Quantized weights: activations to Q8_0 / Q8_K blocks once per call (the scratch is one
- * allocation per call, n_tokens x cols/32 x 36 bytes at most), then the row kernels. */
+ * allocation per call, n_tokens x cols/32 x 40 bytes at most), then the row kernels. */
 static int matmul_quant(const struct cpu_weight *w, const float *x, int64_t ldx,
                         int64_t n_tokens, float *y, int64_t ldy, int nt)
 {

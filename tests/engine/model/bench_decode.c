@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <dnnl.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include "backend_cpu.h"
@@ -68,12 +69,27 @@ static double memcpy_bw(void)
 	return (double)n / best;
 }
 
+/* Sum of n floats with four AVX2 accumulators: streams at the memory's read speed. */
+__attribute__((target("avx2"))) static float sum_avx2(const float *a, size_t n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	for (size_t i = 0; i + 32 <= n; i += 32) {
+		s0 = _mm256_add_ps(s0, _mm256_load_ps(a + i));
+		s1 = _mm256_add_ps(s1, _mm256_load_ps(a + i + 8));
+		s2 = _mm256_add_ps(s2, _mm256_load_ps(a + i + 16));
+		s3 = _mm256_add_ps(s3, _mm256_load_ps(a + i + 24));
+	}
+	float t[8];
+	_mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+
 /* Bytes read per second by a streaming sum over a 512 MiB buffer on the OpenMP
  * team: what decode needs (weights are only read). */
 static double read_bw(void)
 {
 	const size_t n = ((size_t)512 << 20) / sizeof(float);
-	float *a = malloc(n * sizeof *a);
+	float *a = aligned_alloc(64, n * sizeof *a);
 	if (a == NULL)
 		return 0.0;
 	for (size_t i = 0; i < n; i++)
@@ -83,15 +99,19 @@ static double read_bw(void)
 	for (int rep = 0; rep < 5; rep++) {
 		float s = 0.0f;
 		double t0 = now();
-#pragma omp parallel for reduction(+ : s) schedule(static)
-		for (size_t i = 0; i < n; i++)
-			s += a[i];
+#pragma omp parallel reduction(+ : s)
+		{
+			size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+			size_t chunk = n / nt / 32 * 32;
+			s += sum_avx2(a + chunk * id, chunk);
+		}
 		double t = now() - t0;
 		sink += s;
 		best = t < best ? t : best;
 	}
 	free(a);
-	return (double)(n * sizeof(float)) / best;
+	return (double)(n / (size_t)omp_get_max_threads() / 32 * 32 * (size_t)omp_get_max_threads() *
+	                sizeof(float)) / best;
 }
 
 /* Best dnnl_sgemm GFLOP/s at M=512, N=2816, K=1024 (row-major, B transposed like weights). */

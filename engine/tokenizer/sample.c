@@ -29,6 +29,7 @@ struct sampler {
 	uint32_t *mark;     /* (n_vocab) stamp: already penalised in this call */
 	uint32_t stamp;
 	struct cand *cand;  /* (n_vocab) scratch */
+	float *w;           /* (n_vocab) scratch: weights of the candidates */
 };
 
 /* ---- parameters -------------------------------------------------------------------- */
@@ -141,7 +142,8 @@ struct sampler *sampler_new(const struct sampling_params *p, int n_vocab)
 	s->gen_ids = malloc((size_t)n_vocab * sizeof *s->gen_ids);
 	s->mark = calloc((size_t)n_vocab, sizeof *s->mark);
 	s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
-	if (!s->bias || !s->stop_ids || !s->gen_count || !s->gen_ids || !s->mark || !s->cand) {
+	s->w = malloc((size_t)n_vocab * sizeof *s->w);
+	if (!s->bias || !s->stop_ids || !s->gen_count || !s->gen_ids || !s->mark || !s->cand || !s->w) {
 		sampler_free(s);
 		return NULL;
 	}
@@ -166,6 +168,7 @@ void sampler_free(struct sampler *s)
 	free(s->gen_ids);
 	free(s->mark);
 	free(s->cand);
+	free(s->w);
 	free(s);
 }
 
@@ -317,16 +320,61 @@ static size_t fill_cands(struct sampler *s, const float *logits)
 static void report_logprobs(struct sampler *s, const float *logits, float lse,
                             struct sampler_result *out)
 {
-	out->logprob = logits[out->token] - lse;
 	out->n_top = s->p.n_logprobs;
 	if (out->n_top == 0)
-		return;
+		return; /* lse was not computed: logprob stays 0 */
+	out->logprob = logits[out->token] - lse;
 	size_t n = fill_cands(s, logits);
 	size_t k = (size_t)out->n_top < n ? (size_t)out->n_top : n;
 	top_k(s->cand, n, k);
 	out->n_top = (int32_t)k;
 	for (size_t i = 0; i < k; i++)
 		out->top[i] = (struct sampler_logprob){ .id = s->cand[i].id, .logprob = s->cand[i].logit - lse };
+}
+
+/* Top-p over the whole vocabulary without sorting it: a histogram of the
+ * probability mass by logit (1024 buckets over the 32 nats below the maximum,
+ * the rest in the last) finds the bucket where the cumulative mass crosses
+ * top_p; tokens of the buckets above are in, and only the crossing bucket is
+ * sorted to find where exactly the mass reaches top_p. Leaves the kept tokens
+ * in s->cand (unordered) and returns their count. */
+#define TOPP_BUCKETS 1024
+#define TOPP_SPAN 32.0f
+
+static int topp_bucket(float max, float l)
+{
+	float d = (max - l) * ((TOPP_BUCKETS - 1) / TOPP_SPAN);
+	return d < (float)(TOPP_BUCKETS - 1) ? (int)d : TOPP_BUCKETS - 1; /* NaN-free: l is not NaN */
+}
+
+static size_t top_p_select(struct sampler *s, const float *logits, float max, float lse, float top_p)
+{
+	int32_t n = s->n_vocab;
+	double mass[TOPP_BUCKETS] = { 0 };
+	for (int32_t i = 0; i < n; i++)
+		mass[topp_bucket(max, logits[i])] += expf(logits[i] - lse);
+	int cross = 0;
+	double cum = 0.0;
+	for (; cross < TOPP_BUCKETS - 1; cross++) {
+		if (cum + mass[cross] >= top_p)
+			break;
+		cum += mass[cross];
+	}
+	size_t o = 0;
+	for (int32_t i = 0; i < n; i++)
+		if (topp_bucket(max, logits[i]) < cross)
+			s->cand[o++] = (struct cand){ .logit = logits[i], .id = i };
+	size_t b0 = o;
+	for (int32_t i = 0; i < n; i++)
+		if (topp_bucket(max, logits[i]) == cross)
+			s->cand[o++] = (struct cand){ .logit = logits[i], .id = i };
+	qsort(s->cand + b0, o - b0, sizeof *s->cand, cand_cmp);
+	for (size_t i = b0; i < o; i++) {
+		cum += expf(s->cand[i].logit - lse);
+		if (cum >= top_p)
+			return i + 1;
+	}
+	return o;
 }
 
 /* ---- sampling ----------------------------------------------------------------------- */
@@ -350,11 +398,17 @@ int sampler_sample(struct sampler *s, float *logits, struct sampler_result *out)
 	}
 	if (!isfinite(logits[best]))
 		return -EDOM; /* out->token stays 0 */
-	double sum = 0.0;
 	float max = logits[best];
-	for (int32_t i = 0; i < n; i++)
-		sum += exp((double)(logits[i] - max));
-	float lse = max + (float)log(sum);
+	/* log-sum-exp over the vocabulary: needed for logprobs and for top-p alone;
+	 * it is the one full exp pass, skipped when neither is asked for. */
+	bool want_lse = p->n_logprobs > 0 || (p->temperature > 0.0f && p->top_k <= 0 && p->top_p < 1.0f);
+	float lse = 0.0f;
+	if (want_lse) {
+		double sum = 0.0;
+		for (int32_t i = 0; i < n; i++)
+			sum += expf(logits[i] - max);
+		lse = max + (float)log(sum);
+	}
 
 	if (p->temperature <= 0.0f) {
 		out->token = best;
@@ -362,37 +416,26 @@ int sampler_sample(struct sampler *s, float *logits, struct sampler_result *out)
 		return 0;
 	}
 
-	/* Candidates: top-k, else for top-p the smallest power-of-4 multiple of 64
-	 * best tokens that holds top_p of the mass, else all. */
+	/* Candidates: top-k (then top-p over them), else top-p over the vocabulary,
+	 * else all. */
 	size_t nc = fill_cands(s, logits), k = nc;
-	bool sorted = false;
+	bool sorted = false, p_done = false;
 	if (p->top_k > 0 && (size_t)p->top_k < nc) {
 		k = (size_t)p->top_k;
 		top_k(s->cand, nc, k);
 		sorted = true;
 	} else if (p->top_p < 1.0f) {
-		for (size_t want = 64;; want *= 4) {
-			k = want < nc ? want : nc;
-			top_k(s->cand, nc, k);
-			double mass = 0.0;
-			for (size_t i = 0; i < k; i++)
-				mass += exp((double)(s->cand[i].logit - lse));
-			if (k == nc || mass >= p->top_p)
-				break;
-			nc = fill_cands(s, logits); /* top_k() reordered them */
-		}
-		sorted = true;
+		k = top_p_select(s, logits, max, lse, p->top_p);
+		p_done = true;
 	}
-	/* Probabilities over the k candidates (unnormalised: relative to the best). */
 	float top = sorted ? s->cand[0].logit : max;
-	double total = 0.0;
-	for (size_t i = 0; i < k; i++)
-		total += exp((double)(s->cand[i].logit - top));
-	if (p->top_p < 1.0f) { /* sorted here */
-		double cum = 0.0;
+	if (p->top_p < 1.0f && !p_done) { /* after top-k, sorted: the shortest prefix holding top_p */
+		double total = 0.0, cum = 0.0;
+		for (size_t i = 0; i < k; i++)
+			total += (s->w[i] = expf(s->cand[i].logit - top));
 		size_t keep = k;
 		for (size_t i = 0; i < k; i++) {
-			cum += exp((double)(s->cand[i].logit - top)) / total;
+			cum += s->w[i] / total;
 			if (cum >= p->top_p) {
 				keep = i + 1;
 				break;
@@ -408,13 +451,14 @@ int sampler_sample(struct sampler *s, float *logits, struct sampler_result *out)
 				s->cand[o++] = s->cand[i];
 		k = o;
 	}
-	total = 0.0;
+	/* The draw: weights relative to the best, one exp each. */
+	double total = 0.0;
 	for (size_t i = 0; i < k; i++)
-		total += exp((double)(s->cand[i].logit - top));
+		total += (s->w[i] = expf(s->cand[i].logit - top));
 	double r = rng_uniform(s->rng) * total, cum = 0.0;
 	out->token = s->cand[k - 1].id;
 	for (size_t i = 0; i < k; i++) {
-		cum += exp((double)(s->cand[i].logit - top));
+		cum += s->w[i];
 		if (r < cum) {
 			out->token = s->cand[i].id;
 			break;

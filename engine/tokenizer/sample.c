@@ -320,10 +320,10 @@ static size_t fill_cands(struct sampler *s, const float *logits)
 static void report_logprobs(struct sampler *s, const float *logits, float lse,
                             struct sampler_result *out)
 {
+	out->logprob = logits[out->token] - lse;
 	out->n_top = s->p.n_logprobs;
 	if (out->n_top == 0)
-		return; /* lse was not computed: logprob stays 0 */
-	out->logprob = logits[out->token] - lse;
+		return;
 	size_t n = fill_cands(s, logits);
 	size_t k = (size_t)out->n_top < n ? (size_t)out->n_top : n;
 	top_k(s->cand, n, k);
@@ -347,16 +347,18 @@ static int topp_bucket(float max, float l)
 	return d < (float)(TOPP_BUCKETS - 1) ? (int)d : TOPP_BUCKETS - 1; /* NaN-free: l is not NaN */
 }
 
-static size_t top_p_select(struct sampler *s, const float *logits, float max, float lse, float top_p)
+static size_t top_p_select(struct sampler *s, const float *logits, float max, double sum,
+                           float top_p)
 {
 	int32_t n = s->n_vocab;
-	double mass[TOPP_BUCKETS] = { 0 };
+	double mass[TOPP_BUCKETS] = { 0 }; /* unnormalised: s->w[i] = exp(logit - max) */
+	double target = (double)top_p * sum;
 	for (int32_t i = 0; i < n; i++)
-		mass[topp_bucket(max, logits[i])] += expf(logits[i] - lse);
+		mass[topp_bucket(max, logits[i])] += s->w[i];
 	int cross = 0;
 	double cum = 0.0;
 	for (; cross < TOPP_BUCKETS - 1; cross++) {
-		if (cum + mass[cross] >= top_p)
+		if (cum + mass[cross] >= target)
 			break;
 		cum += mass[cross];
 	}
@@ -370,8 +372,8 @@ static size_t top_p_select(struct sampler *s, const float *logits, float max, fl
 			s->cand[o++] = (struct cand){ .logit = logits[i], .id = i };
 	qsort(s->cand + b0, o - b0, sizeof *s->cand, cand_cmp);
 	for (size_t i = b0; i < o; i++) {
-		cum += expf(s->cand[i].logit - lse);
-		if (cum >= top_p)
+		cum += s->w[s->cand[i].id];
+		if (cum >= target)
 			return i + 1;
 	}
 	return o;
@@ -399,16 +401,12 @@ int sampler_sample(struct sampler *s, float *logits, struct sampler_result *out)
 	if (!isfinite(logits[best]))
 		return -EDOM; /* out->token stays 0 */
 	float max = logits[best];
-	/* log-sum-exp over the vocabulary: needed for logprobs and for top-p alone;
-	 * it is the one full exp pass, skipped when neither is asked for. */
-	bool want_lse = p->n_logprobs > 0 || (p->temperature > 0.0f && p->top_k <= 0 && p->top_p < 1.0f);
-	float lse = 0.0f;
-	if (want_lse) {
-		double sum = 0.0;
-		for (int32_t i = 0; i < n; i++)
-			sum += expf(logits[i] - max);
-		lse = max + (float)log(sum);
-	}
+	/* log-sum-exp over the vocabulary, for the sampled token's logprob (always
+	 * reported) and top-p: one full exp pass. */
+	double sum = 0.0;
+	for (int32_t i = 0; i < n; i++)
+		sum += (s->w[i] = expf(logits[i] - max)); /* reused by every later step */
+	float lse = max + (float)log(sum);
 
 	if (p->temperature <= 0.0f) {
 		out->token = best;
@@ -419,23 +417,23 @@ int sampler_sample(struct sampler *s, float *logits, struct sampler_result *out)
 	/* Candidates: top-k (then top-p over them), else top-p over the vocabulary,
 	 * else all. */
 	size_t nc = fill_cands(s, logits), k = nc;
-	bool sorted = false, p_done = false;
+	bool p_done = false;
 	if (p->top_k > 0 && (size_t)p->top_k < nc) {
 		k = (size_t)p->top_k;
 		top_k(s->cand, nc, k);
-		sorted = true;
 	} else if (p->top_p < 1.0f) {
-		k = top_p_select(s, logits, max, lse, p->top_p);
+		k = top_p_select(s, logits, max, sum, p->top_p);
 		p_done = true;
 	}
-	float top = sorted ? s->cand[0].logit : max;
+	/* s->w[id] = exp(logit - max); the best candidate is the maximum. */
+	float top = max;
 	if (p->top_p < 1.0f && !p_done) { /* after top-k, sorted: the shortest prefix holding top_p */
 		double total = 0.0, cum = 0.0;
 		for (size_t i = 0; i < k; i++)
-			total += (s->w[i] = expf(s->cand[i].logit - top));
+			total += s->w[s->cand[i].id];
 		size_t keep = k;
 		for (size_t i = 0; i < k; i++) {
-			cum += s->w[i] / total;
+			cum += s->w[s->cand[i].id] / total;
 			if (cum >= p->top_p) {
 				keep = i + 1;
 				break;
@@ -451,14 +449,14 @@ int sampler_sample(struct sampler *s, float *logits, struct sampler_result *out)
 				s->cand[o++] = s->cand[i];
 		k = o;
 	}
-	/* The draw: weights relative to the best, one exp each. */
+	/* The draw over the kept candidates, weights from the exp pass. */
 	double total = 0.0;
 	for (size_t i = 0; i < k; i++)
-		total += (s->w[i] = expf(s->cand[i].logit - top));
+		total += s->w[s->cand[i].id];
 	double r = rng_uniform(s->rng) * total, cum = 0.0;
 	out->token = s->cand[k - 1].id;
 	for (size_t i = 0; i < k; i++) {
-		cum += s->w[i];
+		cum += s->w[s->cand[i].id];
 		if (r < cum) {
 			out->token = s->cand[i].id;
 			break;

@@ -28,8 +28,8 @@
  * Cost per token: O(n_vocab), plus O(n_vocab log k) for top-k; top-p alone
  * finds its set with a histogram of the probability mass by logit and sorts
  * only the tokens of the bucket where the mass crosses top_p, never the whole
- * vocabulary (except when nearly all logits are equal). The one full exp pass
- * (log-sum-exp) runs only for logprobs and for top-p without top-k.
+ * vocabulary (except when nearly all logits are equal). Every call makes one
+ * full exp pass (log-sum-exp) for the sampled token's logprob.
  *
  * Conventions: functions return 0 or a negative errno code. A sampler belongs
  * to one request (one thread at a time).
@@ -88,8 +88,7 @@ struct sampler_logprob {
 
 struct sampler_result {
 	int32_t token;
-	float logprob;  /* of token (see the top of this file for the distribution);
-	                 * computed only when n_logprobs > 0 (it costs an exp pass), else 0 */
+	float logprob;  /* of token (see the top of this file for the distribution) */
 	int32_t n_top;  /* = n_logprobs */
 	struct sampler_logprob top[SAMPLER_MAX_LOGPROBS]; /* most likely first */
 };

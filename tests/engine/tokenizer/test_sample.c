@@ -234,6 +234,9 @@ Test(sampler, logit_bias_and_stop_ids)
 	struct sampler_result r;
 	sampler_sample(s, l, &r);
 	cr_expect_eq(r.token, 2);
+	/* the logprob comes without asking for alternatives: logits 1.0, 1.15, 0 */
+	cr_expect_float_eq(r.logprob, 1.15 - log(exp(1.0) + exp(1.15) + 1.0), 1e-5);
+	cr_expect_eq(r.n_top, 0);
 	cr_expect_eq(sampler_accept(s, 2), 0);
 	cr_expect_eq(sampler_accept(s, 3), 1);
 	cr_expect_eq(sampler_accept(s, 4), -EINVAL);

@@ -12,6 +12,7 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define GROUP_CHUNK 16 /* query heads of one kv head handled together */
+#define ATTN_PAR_MIN (1 << 17) /* multiply-adds below which one thread runs the call */
 
 /* Index of the sequence holding query row r (seqs sorted by q_row). */
 static int seq_of_row(const struct attn_params *p, int64_t r)
@@ -224,7 +225,13 @@ int cpu_attention(const struct attn_params *p, int n_threads)
 	const int group = p->n_heads / p->n_kv_heads, hd = p->head_dim;
 	const int64_t n_tasks = n_rows * p->n_kv_heads;
 	int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-	if (n_tasks < 2)
+	/* Small calls (decode at short contexts) stay on the calling thread: a fork
+	 * costs microseconds, and far more when the cores are oversubscribed. */
+	double keys = 0.0; /* query-key pairs per kv head */
+	for (int s = 0; s < p->n_seqs; s++)
+		keys += (double)p->seqs[s].n_new * p->seqs[s].pos +
+		        0.5 * p->seqs[s].n_new * (p->seqs[s].n_new + 1.0);
+	if (n_tasks < 2 || (n_threads <= 0 && keys * p->n_heads * hd < ATTN_PAR_MIN))
 		nt = 1;
 	const bool simd = cpu_ops_use_simd() && hd % 8 == 0;
 

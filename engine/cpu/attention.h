@@ -20,6 +20,8 @@
 #define ATTN_MAX_HEAD_DIM 512
 #define ATTN_MAX_BLOCK 256
 
+/* n_threads 0: the OpenMP default, and one thread for calls too small to share
+ * (decode at short contexts); n_threads > 0: that many threads whatever the size. */
 int cpu_attention(const struct attn_params *p, int n_threads);
 
 #endif

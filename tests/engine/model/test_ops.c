@@ -195,7 +195,7 @@ ParameterizedTest(struct attn_case *c, cpu_attention, matches_dense_gqa_causal)
 	                         .kv_type = c->f16 ? DTYPE_F16 : DTYPE_F32,
 	                         .block_size = BS, .n_heads = NH, .n_kv_heads = NKV, .head_dim = HD,
 	                         .scale = 0.25f, .seqs = seqs, .n_seqs = 2 };
-	cr_assert_eq(cpu_attention(&p, 0), 0);
+	cr_assert_eq(cpu_attention(&p, 2), 0); /* two threads, however small the call */
 	double maxd = 0;
 	for (int r = 0; r < 9; r++) {
 		const struct attn_seq *s = r < 6 ? &seqs[0] : &seqs[1];
@@ -223,6 +223,12 @@ ParameterizedTest(struct attn_case *c, cpu_attention, matches_dense_gqa_causal)
 		}
 	}
 	cr_expect_leq(maxd, 1e-5, "max diff %g", maxd);
+	float *out2 = malloc(sizeof(float) * 9 * NH * HD);
+	p.out = out2;
+	cr_assert_eq(cpu_attention(&p, 0), 0); /* small: on the calling thread */
+	cr_expect_arr_eq(out2, out, sizeof(float) * 9 * NH * HD, "1 thread differs from 2");
+	free(out2);
+	p.out = out;
 
 	p.n_kv_heads = NH + 1;
 	cr_expect_eq(cpu_attention(&p, 0), -EINVAL, "heads not a multiple of kv heads");

@@ -54,6 +54,8 @@ struct llm_worker {
 	struct llm_event *outbox;
 	size_t n_out, cap_out;
 	struct llm_worker_stats stats;
+	/* worker-thread-only: latency figures, copied into stats under the lock */
+	struct llm_worker_stats lat;
 	/* worker-thread-only staging of this iteration's events */
 	struct llm_event *staged;
 	size_t n_staged, cap_staged;
@@ -119,6 +121,18 @@ static void stage_end(struct llm_worker *w, struct gen *g, enum llm_finish finis
 	e->queue_s = g->t_scheduled ? g->t_scheduled - g->t_submit : t - g->t_submit;
 	e->ttft_s = g->t_first_token ? g->t_first_token - g->t_submit : 0;
 	e->total_s = t - g->t_submit;
+	if (g->t_first_token) {
+		struct llm_worker_stats *st = &w->lat;
+		st->finished++;
+		st->ttft_s_sum += e->ttft_s;
+		st->ttft_s_max = e->ttft_s > st->ttft_s_max ? e->ttft_s : st->ttft_s_max;
+		if (e->completion_tokens > 1) {
+			double tpot = (t - g->t_first_token) / (double)(e->completion_tokens - 1);
+			st->tpot_n++;
+			st->tpot_s_sum += tpot;
+			st->tpot_s_max = tpot > st->tpot_s_max ? tpot : st->tpot_s_max;
+		}
+	}
 }
 
 /* Ends a request inside the worker: event, scheduler, table, memory. */
@@ -297,6 +311,12 @@ static void *run(void *arg)
 		pthread_mutex_lock(&w->lock);
 		sched_stats(w->sched, &w->stats.sched);
 		block_manager_stats(w->bm, &w->stats.blocks);
+		w->stats.finished = w->lat.finished;
+		w->stats.ttft_s_sum = w->lat.ttft_s_sum;
+		w->stats.ttft_s_max = w->lat.ttft_s_max;
+		w->stats.tpot_n = w->lat.tpot_n;
+		w->stats.tpot_s_sum = w->lat.tpot_s_sum;
+		w->stats.tpot_s_max = w->lat.tpot_s_max;
 		pthread_mutex_unlock(&w->lock);
 		publish(w);
 	}

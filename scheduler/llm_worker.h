@@ -79,6 +79,10 @@ struct llm_worker_stats {
 	double iteration_s_total;          /* time in iterations */
 	double forward_s_total;            /* of which the forward pass */
 	double sample_s_total;             /* of which sampling */
+	uint64_t finished;                 /* generations ended with at least one token */
+	double ttft_s_sum, ttft_s_max;     /* submit -> first token */
+	uint64_t tpot_n;                   /* generations with two tokens or more */
+	double tpot_s_sum, tpot_s_max;     /* mean time per token after the first, per generation */
 };
 
 /* Creates the KV pool, the scheduler and starts the thread.

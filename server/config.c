@@ -45,6 +45,12 @@ void config_init(struct inferd_config *cfg)
 	cfg->default_deadline_ms = 0;
 	cfg->drain_timeout_s = 30.0;
 	cfg->drain_linger_ms = 200;
+	cfg->http.enabled = true;
+	cfg->http.max_body_bytes = 8u << 20;
+	cfg->http.max_header_bytes = 16384;
+	cfg->http.max_connections = 1024;
+	cfg->http.timeout_s = 60.0;
+	cfg->http.open_metrics_on_loopback = true;
 }
 
 void config_fini(struct inferd_config *cfg)
@@ -52,7 +58,10 @@ void config_fini(struct inferd_config *cfg)
 	for (size_t i = 0; i < cfg->n_models; i++) {
 		free(cfg->models[i].name);
 		free(cfg->models[i].path);
+		free(cfg->models[i].chat_template);
 	}
+	free(cfg->http.listen);
+	free(cfg->http.metrics_key);
 	free(cfg->path);
 	strlist_clear(&cfg->listen);
 	strlist_clear(&cfg->api_keys);
@@ -247,6 +256,18 @@ static int set_model_key(struct inferd_config *cfg, const char *name, const char
 			goto bad_value;
 		return 0;
 	}
+	if (strcmp(key, "chat_template") == 0) {
+		static const char *const families[] = { "chatml", "llama2", "llama3",
+		                                        "mistral", "gemma", "zephyr" };
+		for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+			if (strcasecmp(value, families[i]) == 0) {
+				free(m->chat_template);
+				m->chat_template = strdup(families[i]);
+				return m->chat_template ? 0 : -ENOMEM;
+			}
+		}
+		goto bad_value;
+	}
 	static const struct { const char *key; size_t off; uint64_t min, max; } ukeys[] = {
 		{ "max_context", offsetof(struct model_config, max_context), 0, 1u << 20 },
 		{ "kv_blocks", offsetof(struct model_config, kv_blocks), 0, 1u << 24 },
@@ -274,6 +295,87 @@ static int set_model_key(struct inferd_config *cfg, const char *name, const char
 	return -EINVAL;
 bad_value:
 	snprintf(err, errlen, "bad value '%s' for model.%s.%s", value, name, key);
+	return -EINVAL;
+}
+
+/* ---- http -------------------------------------------------------------------------------- */
+
+/* HOST:PORT with a port in 1..65535 (an IPv6 host in brackets). */
+static int check_host_port(const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	uint64_t port;
+
+	if (!colon || colon == v || (v[0] == '[' && colon[-1] != ']'))
+		return -1;
+	if (parse_u64(colon + 1, 65535, &port) < 0 || port == 0)
+		return -1;
+	return 0;
+}
+
+static int set_http_key(struct inferd_config *cfg, const char *key, const char *value, char *err,
+                        size_t errlen)
+{
+	struct http_config *h = &cfg->http;
+	uint64_t u;
+	double d;
+
+	if (strcmp(key, "enabled") == 0) {
+		if (parse_bool(value, &h->enabled) < 0)
+			goto bad_value;
+		return 0;
+	}
+	if (strcmp(key, "listen") == 0) {
+		if (check_host_port(value) < 0) {
+			snprintf(err, errlen, "http listen address '%s' must be HOST:PORT", value);
+			return -EINVAL;
+		}
+		free(h->listen);
+		h->listen = strdup(value);
+		return h->listen ? 0 : -ENOMEM;
+	}
+	if (strcmp(key, "max_body_bytes") == 0) {
+		if (parse_u64(value, 1u << 30, &u) < 0 || u < 1024)
+			goto bad_value;
+		h->max_body_bytes = (size_t)u;
+		return 0;
+	}
+	if (strcmp(key, "max_header_bytes") == 0) {
+		if (parse_u64(value, 1u << 20, &u) < 0 || u < 1024)
+			goto bad_value;
+		h->max_header_bytes = (size_t)u;
+		return 0;
+	}
+	if (strcmp(key, "max_connections") == 0) {
+		if (parse_u64(value, 1u << 20, &u) < 0 || u == 0)
+			goto bad_value;
+		h->max_connections = (unsigned)u;
+		return 0;
+	}
+	if (strcmp(key, "timeout") == 0) {
+		if (parse_double(value, 0.001, 86400.0, &d) < 0)
+			goto bad_value;
+		h->timeout_s = d;
+		return 0;
+	}
+	if (strcmp(key, "metrics_key") == 0) {
+		if (strlen(value) < 8) {
+			snprintf(err, errlen, "metrics_key must be at least 8 characters long");
+			return -EINVAL;
+		}
+		free(h->metrics_key);
+		h->metrics_key = strdup(value);
+		return h->metrics_key ? 0 : -ENOMEM;
+	}
+	if (strcmp(key, "open_metrics_on_loopback") == 0) {
+		if (parse_bool(value, &h->open_metrics_on_loopback) < 0)
+			goto bad_value;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown key '%s' in section [http]", key);
+	return -EINVAL;
+bad_value:
+	snprintf(err, errlen, "bad value '%s' for http.%s", value, key);
 	return -EINVAL;
 }
 
@@ -352,6 +454,8 @@ int config_set(struct inferd_config *cfg, const char *section, const char *key,
 		}
 	} else if (strncmp(section, "model.", 6) == 0) {
 		return set_model_key(cfg, section + 6, key, value, err, errlen);
+	} else if (strcmp(section, "http") == 0) {
+		return set_http_key(cfg, key, value, err, errlen);
 	} else {
 		snprintf(err, errlen, "unknown section [%s]", section);
 		return -EINVAL;
@@ -385,7 +489,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	}
 	if (!*name) {
 		if (strcmp(section, "server") && strcmp(section, "log") && strcmp(section, "auth") &&
-		    strncmp(section, "model.", 6)) {
+		    strcmp(section, "http") && strncmp(section, "model.", 6)) {
 			snprintf(ctx->err, sizeof(ctx->err), "unknown section [%s]", section);
 			return 0;
 		}
@@ -480,6 +584,19 @@ int config_finish(struct inferd_config *cfg, char *err, size_t errlen)
 		}
 	}
 	int have_keys = cfg->api_keys.n > 0 || cfg->api_key_file;
+	if (!cfg->http.listen && !(cfg->http.listen = strdup(CONFIG_DEFAULT_HTTP)))
+		return -ENOMEM;
+	if (cfg->http.enabled && !have_keys && !cfg->allow_insecure_remote) {
+		char url[300];
+		snprintf(url, sizeof(url), "tcp://%s", cfg->http.listen);
+		if (config_url_is_loopback_tcp(url) == 0) {
+			snprintf(err, errlen,
+			         "refusing to serve HTTP on %s: it is not a loopback address and no API "
+			         "keys are configured (set [auth] api_key or api_key_file, or "
+			         "[server] allow_insecure_remote = true)", cfg->http.listen);
+			return -EINVAL;
+		}
+	}
 	for (size_t i = 0; i < cfg->listen.n; i++) {
 		if (config_url_is_loopback_tcp(cfg->listen.items[i]) == 0 && !have_keys &&
 		    !cfg->allow_insecure_remote) {

@@ -6,7 +6,9 @@
  *   [log]     level = error|warn|info|debug
  *   [auth]    api_key = KEY (repeatable), api_key_file = PATH
  *   [model.NAME] path, max_context, kv_blocks, kv_block_size, max_batched_tokens,
- *             max_sequences, max_queued, max_queued_tokens, policy, threads
+ *             max_sequences, max_queued, max_queued_tokens, policy, threads, chat_template
+ *   [http]    enabled, listen = HOST:PORT, max_body_bytes, max_header_bytes, max_connections,
+ *             timeout, metrics_key, open_metrics_on_loopback
  * Unknown sections and keys are errors that name the file and line.
  *
  * Errors: functions return 0 or a negative errno-style code and write a message into err.
@@ -48,6 +50,21 @@ struct model_config {
 	uint64_t max_queued_tokens;      /* waiting prompt tokens before RESOURCE_EXHAUSTED; 0 = no limit */
 	enum model_policy policy;
 	unsigned threads;                /* engine threads; 0 = all cores */
+	char *chat_template;             /* chatml|llama2|llama3|mistral|gemma|zephyr; NULL: the GGUF's */
+};
+
+#define CONFIG_DEFAULT_HTTP "127.0.0.1:8080"
+
+/* The HTTP API (OpenAI-compatible endpoints, /health, /ready, /metrics). */
+struct http_config {
+	bool enabled;
+	char *listen;                    /* HOST:PORT ([V6]:PORT) */
+	size_t max_body_bytes;           /* larger request bodies get 413 */
+	size_t max_header_bytes;         /* larger request headers get 413 (431 by evhttp) */
+	unsigned max_connections;        /* connections with a request in flight, more get 503 */
+	double timeout_s;                /* reading a request, idle keep-alive */
+	char *metrics_key;               /* NULL: /metrics takes the API keys */
+	bool open_metrics_on_loopback;   /* /metrics without a key from a loopback peer */
 };
 
 struct inferd_config {
@@ -64,6 +81,7 @@ struct inferd_config {
 	char *api_key_file;
 	struct model_config models[CONFIG_MAX_MODELS];
 	size_t n_models;
+	struct http_config http;
 };
 
 /* Adds a model from a --model [NAME=]PATH flag (NAME defaults to the file name without its

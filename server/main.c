@@ -22,13 +22,15 @@ static void usage(FILE *out)
 	        "                         (default: %s and ipc://$XDG_RUNTIME_DIR/inferd.sock)\n"
 	        "  -m, --model [NAME=]PATH serve the GGUF model at PATH as NAME (default: the file name\n"
 	        "                         without extension); repeatable\n"
+	        "      --http HOST:PORT   serve the HTTP API (OpenAI-compatible) there (default: %s)\n"
+	        "      --no-http          do not serve the HTTP API\n"
 	        "      --log-level LEVEL  error, warn, info or debug (default: info)\n"
 	        "      --check-config     check the configuration, print it and exit\n"
 	        "  -V, --version          print the version and exit\n"
 	        "  -h, --help             print this help and exit\n"
 	        "\n"
 	        "Signals: SIGTERM/SIGINT drain calls in flight and exit; SIGHUP re-reads the log level.\n",
-	        CONFIG_DEFAULT_TCP);
+	        CONFIG_DEFAULT_TCP, CONFIG_DEFAULT_HTTP);
 }
 
 static void print_config(const struct inferd_config *cfg)
@@ -40,6 +42,7 @@ static void print_config(const struct inferd_config *cfg)
 	printf("max_frame_bytes: %zu\nmax_calls: %u\ndefault_deadline_ms: %llu\n"
 	       "drain_timeout: %.1f s\n", cfg->max_frame_bytes, cfg->max_calls,
 	       (unsigned long long)cfg->default_deadline_ms, cfg->drain_timeout_s);
+	printf("http: %s\n", cfg->http.enabled ? cfg->http.listen : "off");
 	printf("api keys: %zu in the file%s\n", cfg->api_keys.n,
 	       cfg->api_key_file ? ", plus a key file" : "");
 	for (size_t i = 0; i < cfg->n_models; i++) {
@@ -52,20 +55,23 @@ static void print_config(const struct inferd_config *cfg)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_LOG_LEVEL = 256, OPT_CHECK };
+	enum { OPT_LOG_LEVEL = 256, OPT_CHECK, OPT_HTTP, OPT_NO_HTTP };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "model", required_argument, NULL, 'm' },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "http", required_argument, NULL, OPT_HTTP },
+		{ "no-http", no_argument, NULL, OPT_NO_HTTP },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct inferd_config cfg;
 	struct strlist flag_listen = { 0 }, flag_models = { 0 };
-	const char *config_path = NULL, *flag_level = NULL;
+	const char *config_path = NULL, *flag_level = NULL, *flag_http = NULL;
+	int no_http = 0;
 	struct inferd_server *srv = NULL;
 	char err[512];
 	int check = 0, c, rc = 1;
@@ -89,6 +95,12 @@ int main(int argc, char **argv)
 			break;
 		case OPT_CHECK:
 			check = 1;
+			break;
+		case OPT_HTTP:
+			flag_http = optarg;
+			break;
+		case OPT_NO_HTTP:
+			no_http = 1;
 			break;
 		case 'V':
 			printf("inferd %s\n", INFERD_VERSION);
@@ -136,6 +148,13 @@ int main(int argc, char **argv)
 	}
 	if (flag_level && config_set(&cfg, "log", "level", flag_level, err, sizeof(err)) < 0) {
 		fprintf(stderr, "inferd: --log-level: %s\n", err);
+		rc = 2;
+		goto out;
+	}
+	if ((flag_http && (config_set(&cfg, "http", "listen", flag_http, err, sizeof(err)) < 0 ||
+	                   config_set(&cfg, "http", "enabled", "true", err, sizeof(err)) < 0)) ||
+	    (no_http && config_set(&cfg, "http", "enabled", "false", err, sizeof(err)) < 0)) {
+		fprintf(stderr, "inferd: --http: %s\n", err);
 		rc = 2;
 		goto out;
 	}

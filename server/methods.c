@@ -115,7 +115,8 @@ static void method_stats(struct call *c, const uint8_t *payload, size_t len)
 	rep.frames_in = st->frames_in;
 	rep.frames_out = st->frames_out;
 	rep.frames_rejected = st->frames_rejected;
-	uint64_t queries = 0, hits = 0;
+	uint64_t queries = 0, hits = 0, tpot_n = 0;
+	double ttft_sum = 0, tpot_sum = 0;
 	for (size_t i = 0; i < srv->n_models; i++) {
 		struct llm_worker_stats ws;
 		llm_worker_stats(srv->models[i].worker, &ws);
@@ -128,7 +129,23 @@ static void method_stats(struct call *c, const uint8_t *payload, size_t len)
 		rep.prompt_tokens += ws.sched.prompt_tokens_computed + ws.sched.prompt_tokens_cached;
 		queries += ws.blocks.prefix_queries;
 		hits += ws.blocks.prefix_hits;
+		rep.iterations += ws.sched.iterations;
+		rep.iteration_seconds += ws.iteration_s_total;
+		rep.forward_seconds += ws.forward_s_total;
+		rep.sample_seconds += ws.sample_s_total;
+		rep.generations_finished += ws.finished;
+		ttft_sum += ws.ttft_s_sum;
+		tpot_sum += ws.tpot_s_sum;
+		tpot_n += ws.tpot_n;
+		if (ws.ttft_s_max > rep.ttft_seconds_max)
+			rep.ttft_seconds_max = ws.ttft_s_max;
+		if (ws.tpot_s_max > rep.tpot_seconds_max)
+			rep.tpot_seconds_max = ws.tpot_s_max;
 	}
+	if (rep.generations_finished)
+		rep.ttft_seconds_mean = ttft_sum / (double)rep.generations_finished;
+	if (tpot_n)
+		rep.tpot_seconds_mean = tpot_sum / (double)tpot_n;
 	rep.prefix_cache_hit_rate = queries ? (double)hits / (double)queries : 0.0;
 	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
 }

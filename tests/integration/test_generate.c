@@ -278,6 +278,13 @@ Test(generate, thirty_two_concurrent_requests_equal_each_alone)
 	Inferd__V1__StatsReply *s = stats(c);
 	cr_expect_geq(s->tokens_generated, 64 * 24);
 	cr_expect_eq(s->requests_running, 0);
+	cr_expect_eq(s->generations_finished, 64);
+	cr_expect_gt(s->iterations, 24);
+	cr_expect_gt(s->forward_seconds, 0);
+	cr_expect_leq(s->forward_seconds, s->iteration_seconds);
+	cr_expect_gt(s->ttft_seconds_mean, 0);
+	cr_expect_geq(s->ttft_seconds_max, s->ttft_seconds_mean);
+	cr_expect_gt(s->tpot_seconds_mean, 0);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 	inferd_client_free(c);
 }

@@ -58,6 +58,7 @@ void config_fini(struct inferd_config *cfg)
 	for (size_t i = 0; i < cfg->n_models; i++) {
 		free(cfg->models[i].name);
 		free(cfg->models[i].path);
+		free(cfg->models[i].tune_file);
 		free(cfg->models[i].chat_template);
 	}
 	free(cfg->http.listen);
@@ -245,6 +246,22 @@ static int set_model_key(struct inferd_config *cfg, const char *name, const char
 		m->path = strdup(value);
 		return m->path ? 0 : -ENOMEM;
 	}
+	if (strcmp(key, "tune_file") == 0) {
+		free(m->tune_file);
+		m->tune_file = strdup(value);
+		return m->tune_file ? 0 : -ENOMEM;
+	}
+	if (strcmp(key, "nano_batching") == 0) {
+		if (strcasecmp(value, "auto") == 0)
+			m->nano = NANO_MODE_AUTO;
+		else if (strcasecmp(value, "on") == 0 || strcasecmp(value, "true") == 0)
+			m->nano = NANO_MODE_ON;
+		else if (strcasecmp(value, "off") == 0 || strcasecmp(value, "false") == 0)
+			m->nano = NANO_MODE_OFF;
+		else
+			goto bad_value;
+		return 0;
+	}
 	if (strcmp(key, "policy") == 0) {
 		if (strcasecmp(value, "fcfs") == 0)
 			m->policy = MODEL_POLICY_FCFS;
@@ -276,6 +293,8 @@ static int set_model_key(struct inferd_config *cfg, const char *name, const char
 		{ "max_sequences", offsetof(struct model_config, max_sequences), 1, 4096 },
 		{ "max_queued", offsetof(struct model_config, max_queued), 1, 1u << 20 },
 		{ "threads", offsetof(struct model_config, threads), 0, 1024 },
+		{ "tune_batch", offsetof(struct model_config, tune_batch), 0, 4096 },
+		{ "tune_context", offsetof(struct model_config, tune_context), 0, 1u << 20 },
 	};
 	for (size_t i = 0; i < sizeof(ukeys) / sizeof(ukeys[0]); i++) {
 		if (strcmp(key, ukeys[i].key) != 0)

@@ -6,7 +6,8 @@
  *   [log]     level = error|warn|info|debug
  *   [auth]    api_key = KEY (repeatable), api_key_file = PATH
  *   [model.NAME] path, max_context, kv_blocks, kv_block_size, max_batched_tokens,
- *             max_sequences, max_queued, max_queued_tokens, policy, threads, chat_template
+ *             max_sequences, max_queued, max_queued_tokens, policy, threads,
+ *             nano_batching, tune_file, tune_batch, tune_context, chat_template
  *   [http]    enabled, listen = HOST:PORT, max_body_bytes, max_header_bytes, max_connections,
  *             timeout, metrics_key, open_metrics_on_loopback
  * Unknown sections and keys are errors that name the file and line.
@@ -31,6 +32,12 @@ struct strlist {
 	size_t n;
 };
 
+enum nano_mode {
+	NANO_MODE_AUTO,      /* as the tuning profile says; off without one */
+	NANO_MODE_ON,        /* the profile's split, or an even split without one */
+	NANO_MODE_OFF,
+};
+
 enum model_policy {
 	MODEL_POLICY_FCFS,
 	MODEL_POLICY_PRIORITY,
@@ -51,6 +58,10 @@ struct model_config {
 	enum model_policy policy;
 	unsigned threads;                /* engine threads; 0 = all cores */
 	char *chat_template;             /* chatml|llama2|llama3|mistral|gemma|zephyr; NULL: the GGUF's */
+	enum nano_mode nano;             /* nano_batching = auto|on|off */
+	char *tune_file;                 /* nano-batching profile; NULL = PATH.tune */
+	unsigned tune_batch;             /* --tune: decode batch measured (0 = max_sequences, <= 32) */
+	unsigned tune_context;           /* --tune: cached positions per sequence (0 = 512) */
 };
 
 #define CONFIG_DEFAULT_HTTP "127.0.0.1:8080"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "models.h"
 #include "server-internal.h"
 #include "tokenizer.h"
@@ -205,6 +206,7 @@ static void fill_usage(struct gen_end *e, const struct llm_event *ev)
 /* Ends g through its sink (the worker may still be running it: cancel there). */
 static void finish(struct generation *g, const struct gen_end *e, bool cancel_worker)
 {
+	metrics_observe_generation(g->model->srv, e);
 	if (cancel_worker)
 		llm_worker_cancel(g->model->worker, g->id);
 	unlink_gen(g);

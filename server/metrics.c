@@ -154,14 +154,13 @@ static int render_hist(struct evbuffer *b, const struct histogram *h)
 }
 
 /* One line per model of a figure read from the workers. */
-#define PER_MODEL(name, type, help, fmt, expr)                                                  \
+#define PER_MODEL(NAME, TYPE, HELP, FMT, EXPR)                                                  \
 	do {                                                                                    \
-		bad |= head(b, name, type, help);                                               \
+		bad |= head(b, NAME, TYPE, HELP);                                               \
 		for (size_t i = 0; i < srv->n_models; i++) {                                    \
 			const struct llm_worker_stats *w = &ws[i];                              \
-			(void)w;                                                        \
-			bad |= evbuffer_add_printf(b, name "{model=\"%s\"} " fmt "\n",          \
-			                           srv->models[i].cfg->name, expr) < 0;         \
+			bad |= evbuffer_add_printf(b, NAME "{model=\"%s\"} " FMT "\n",          \
+			                           srv->models[i].cfg->name, EXPR) < 0;         \
 		}                                                                               \
 	} while (0)
 

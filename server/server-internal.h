@@ -89,6 +89,8 @@ struct inferd_server {
 	char allocator[128];
 	struct served_model *models;
 	size_t n_models;
+	struct http_server *http;             /* NULL when [http] enabled = false */
+	struct metrics *metrics;
 };
 
 double server_now(void);

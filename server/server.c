@@ -10,7 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "server-internal.h"
 
@@ -60,7 +62,8 @@ static void start_linger(struct inferd_server *srv)
 
 void server_call_ended(struct inferd_server *srv)
 {
-	if (srv->state == SERVER_STATE_DRAINING && srv->calls.count == 0)
+	if (srv->state == SERVER_STATE_DRAINING && srv->calls.count == 0 &&
+	    !http_server_busy(srv->http))
 		start_linger(srv);
 }
 
@@ -79,6 +82,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	log_warn("drain timeout: ending %zu calls still in flight with UNAVAILABLE",
 	         srv->calls.count);
 	call_table_foreach(&srv->calls, abort_call, NULL);
+	http_server_abort_all(srv->http);
 	start_linger(srv); /* in case no call was left to trigger it */
 }
 
@@ -99,7 +103,7 @@ static void start_drain(struct inferd_server *srv, const char *why)
 	log_info("%s: draining, %zu calls in flight (drain_timeout = %.1f s)", why, srv->calls.count,
 	         t);
 	notify_stopping("draining");
-	if (srv->calls.count == 0) {
+	if (srv->calls.count == 0 && !http_server_busy(srv->http)) {
 		start_linger(srv);
 		return;
 	}
@@ -197,6 +201,10 @@ int inferd_server_new(const struct inferd_config *cfg, struct inferd_server **ou
 			goto fail;
 		srv->n_listeners++;
 	}
+	if (metrics_new(&srv->metrics) < 0)
+		goto fail_msg;
+	if (cfg->http.enabled && (rc = http_server_new(srv, &srv->http, err, errlen)) < 0)
+		goto fail;
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_signal, srv);
@@ -221,6 +229,7 @@ void inferd_server_free(struct inferd_server *srv)
 		return;
 	/* Calls still running (only when run() was never called or failed) end silently. */
 	call_table_foreach(&srv->calls, abort_call, NULL);
+	http_server_free(srv->http); /* before the models: it abandons its generations */
 	for (size_t i = 0; i < srv->n_listeners; i++)
 		listener_close(&srv->listeners[i]);
 	free(srv->listeners);
@@ -230,6 +239,7 @@ void inferd_server_free(struct inferd_server *srv)
 		if (evs[i])
 			event_free(evs[i]);
 	models_close(srv->models, srv->n_models);
+	metrics_free(srv->metrics);
 	auth_free(srv->auth);
 	if (srv->base)
 		event_base_free(srv->base);

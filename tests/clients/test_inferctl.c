@@ -1,0 +1,304 @@
+/* inferctl against a live daemon: every subcommand, --json output, and every exit code
+ * (0 ok, 2 usage, 3 unreachable, 4 server error, 5 cancelled / deadline). */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tool-run.h"
+
+static struct test_daemon d;
+static struct tool_result r;
+
+/* Runs inferctl --connect <daemon> ARGS... */
+#define CTL(stdin_text, ...) do { \
+	const char *argv_[] = { tr_inferctl(), "--connect", d.tcp_url, __VA_ARGS__, NULL }; \
+	tr_run(argv_, stdin_text, &r); \
+} while (0)
+
+static void start(void) { tr_start_daemon(&d, false); }
+static void stop(void) { tr_stop_daemon(&d); }
+
+TestSuite(inferctl, .init = start, .fini = stop);
+
+/* ---- the subcommands ------------------------------------------------------------------------ */
+
+Test(inferctl, health_says_serving_in_text_and_json)
+{
+	CTL(NULL, "health");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "SERVING"), "%s", r.out);
+
+	CTL(NULL, "--json", "health");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = tr_json(&r);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "SERVING");
+	cr_assert(json_is_string(json_object_get(j, "version")));
+	cr_assert(json_real_value(json_object_get(j, "uptime_seconds")) >= 0);
+	json_decref(j);
+}
+
+Test(inferctl, models_lists_the_served_model)
+{
+	CTL(NULL, "models");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "tiny"), "%s", r.out);
+
+	CTL(NULL, "models", "--json"); /* global options also after the command */
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = tr_json(&r), *m = json_array_get(json_object_get(j, "models"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(m, "name")), "tiny");
+	cr_assert_str_eq(json_string_value(json_object_get(m, "kind")), "llm");
+	cr_assert_eq(json_integer_value(json_object_get(m, "vocab_size")), 512);
+	cr_assert_eq(json_integer_value(json_object_get(m, "context_length")), 256);
+	cr_assert(json_is_true(json_object_get(m, "ready")));
+	json_decref(j);
+}
+
+Test(inferctl, stats_counts_calls_and_tokens)
+{
+	CTL(NULL, "generate", "-m", "tiny", "-n", "6", "--ignore-eos", "hello");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	CTL(NULL, "--json", "stats");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = tr_json(&r);
+	cr_assert_eq(json_integer_value(json_object_get(j, "tokens_generated")), 6);
+	cr_assert(json_array_size(json_object_get(j, "calls")) >= 1);
+	json_decref(j);
+
+	CTL(NULL, "stats");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "tokens generated:    6"), "%s", r.out);
+}
+
+Test(inferctl, generate_streams_text_with_usage_on_stderr)
+{
+	CTL(NULL, "generate", "--model", "tiny", "--max-tokens", "8", "--ignore-eos", "hello");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.err, "[finish length"), "%s", r.err);
+	cr_assert(strstr(r.err, "completion 8 tokens"), "%s", r.err);
+}
+
+Test(inferctl, generate_json_has_ids_finish_and_usage)
+{
+	CTL(NULL, "--json", "generate", "-m", "tiny", "-n", "8", "--ignore-eos", "hello");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = tr_json(&r), *u = json_object_get(j, "usage");
+	cr_assert_eq(json_array_size(json_object_get(j, "token_ids")), 8);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "finish_reason")), "length");
+	cr_assert_eq(json_integer_value(json_object_get(u, "completion_tokens")), 8);
+	cr_assert_gt(json_integer_value(json_object_get(u, "prompt_tokens")), 0);
+	cr_assert(json_is_string(json_object_get(j, "text")));
+	json_decref(j);
+}
+
+Test(inferctl, generate_reads_the_prompt_from_stdin)
+{
+	CTL(NULL, "--json", "generate", "-m", "tiny", "-n", "4", "--ignore-eos", "once upon");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *a = tr_json(&r);
+	CTL("once upon", "--json", "generate", "-m", "tiny", "-n", "4", "--ignore-eos", "-");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *b = tr_json(&r);
+	cr_assert(json_equal(json_object_get(a, "token_ids"), json_object_get(b, "token_ids")));
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(a, "usage"),
+	                                                "prompt_tokens")),
+	             json_integer_value(json_object_get(json_object_get(b, "usage"),
+	                                                "prompt_tokens")));
+	json_decref(a);
+	json_decref(b);
+}
+
+Test(inferctl, seeded_sampling_flags_reproduce)
+{
+	json_t *runs[2];
+	for (int i = 0; i < 2; i++) {
+		CTL(NULL, "--json", "generate", "-m", "tiny", "-n", "12", "--ignore-eos",
+		    "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--min-p", "0.01",
+		    "--seed", "1234", "--priority", "3", "the cat");
+		cr_assert_eq(r.status, 0, "%s", r.err);
+		runs[i] = tr_json(&r);
+	}
+	cr_assert(json_equal(json_object_get(runs[0], "token_ids"),
+	                     json_object_get(runs[1], "token_ids")));
+	json_decref(runs[0]);
+	json_decref(runs[1]);
+}
+
+Test(inferctl, stop_strings_reach_the_daemon)
+{
+	/* Stop strings are passed through; a daemon without them answers UNIMPLEMENTED, which
+	 * inferctl must print with exit status 4. */
+	CTL(NULL, "generate", "-m", "tiny", "-n", "8", "--stop", "zz", "--stop", "\n\n", "hi");
+	if (r.status == 4)
+		cr_assert(strstr(r.err, "inferctl: generate: "), "%s", r.err);
+	else
+		cr_assert_eq(r.status, 0, "%s", r.err);
+}
+
+Test(inferctl, tokenize_from_argument_and_stdin)
+{
+	CTL(NULL, "--json", "tokenize", "-m", "tiny", "hello world");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *a = tr_json(&r);
+	size_t n = json_array_size(json_object_get(a, "token_ids"));
+	cr_assert_gt(n, 0);
+	cr_assert_eq(json_integer_value(json_object_get(a, "count")), (json_int_t)n);
+	CTL("hello world", "--json", "tokenize", "-m", "tiny", "-");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *b = tr_json(&r);
+	cr_assert(json_equal(json_object_get(a, "token_ids"), json_object_get(b, "token_ids")));
+	json_decref(a);
+	json_decref(b);
+
+	CTL(NULL, "tokenize", "--no-bos", "hello world");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(strchr(r.out, '\n') - r.out > 0, true, "%s", r.out);
+}
+
+Test(inferctl, echo_prints_round_trips)
+{
+	CTL(NULL, "echo", "-n", "3", "-i", "0");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "seq=2"), "%s", r.out);
+	cr_assert(strstr(r.out, "3 round trips"), "%s", r.out);
+
+	CTL(NULL, "--json", "echo", "--count", "2", "--interval", "0", "--size", "100");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = tr_json(&r);
+	cr_assert_eq(json_integer_value(json_object_get(j, "count")), 2);
+	cr_assert_eq(json_array_size(json_object_get(j, "rtt_ms")), 2);
+	cr_assert_geq(json_real_value(json_object_get(j, "max_ms")),
+	              json_real_value(json_object_get(j, "min_ms")));
+	json_decref(j);
+}
+
+Test(inferctl, inferd_url_sets_the_default_endpoint)
+{
+	const char *argv[] = { tr_inferctl(), "health", NULL };
+	cr_assert_eq(setenv("INFERD_URL", d.tcp_url, 1), 0);
+	tr_run(argv, NULL, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+}
+
+/* ---- exit codes --------------------------------------------------------------------------- */
+
+Test(inferctl, usage_errors_exit_2)
+{
+	const char *none[] = { tr_inferctl(), NULL };
+	tr_run(none, NULL, &r);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "usage:"), "%s", r.err);
+
+	CTL(NULL, "frobnicate");
+	cr_assert_eq(r.status, 2);
+	CTL(NULL, "generate");
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	CTL(NULL, "generate", "--max-tokens", "ten", "hi");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--max-tokens"), "%s", r.err);
+	CTL(NULL, "generate", "--top-p", "2", "hi");
+	cr_assert_eq(r.status, 2);
+	CTL(NULL, "generate", "--no-such-flag", "hi");
+	cr_assert_eq(r.status, 2);
+	CTL(NULL, "health", "extra");
+	cr_assert_eq(r.status, 2);
+	CTL(NULL, "cancel");
+	cr_assert_eq(r.status, 2);
+	CTL(NULL, "image", "-o", "x.png", "a cat");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "not available yet"), "%s", r.err);
+	CTL(NULL, "adapter", "list");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "not available yet"), "%s", r.err);
+}
+
+Test(inferctl, every_subcommand_has_help)
+{
+	static const char *const cmds[] = { "health", "models", "stats", "generate", "tokenize",
+	                                    "echo", "cancel" };
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		CTL(NULL, cmds[i], "--help");
+		cr_assert_eq(r.status, 0, "%s --help: %s", cmds[i], r.err);
+		cr_assert(strstr(r.out, "usage: inferctl"), "%s --help: %s", cmds[i], r.out);
+	}
+	const char *top[] = { tr_inferctl(), "--help", NULL };
+	tr_run(top, NULL, &r);
+	cr_assert_eq(r.status, 0);
+	cr_assert(strstr(r.out, "Exit status"), "%s", r.out);
+}
+
+Test(inferctl, unreachable_daemon_exits_3)
+{
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", td_free_port());
+	const char *argv[] = { tr_inferctl(), "--connect", url, "--timeout", "0.5", "health", NULL };
+	tr_run(argv, NULL, &r);
+	cr_assert_eq(r.status, 3, "%s", r.err);
+	cr_assert(strstr(r.err, "UNAVAILABLE"), "%s", r.err);
+}
+
+Test(inferctl, server_errors_exit_4_with_the_message)
+{
+	CTL(NULL, "generate", "--model", "no-such-model", "hi");
+	cr_assert_eq(r.status, 4, "%s", r.err);
+	cr_assert(strstr(r.err, "NOT_FOUND"), "%s", r.err);
+	cr_assert(strstr(r.err, "no-such-model"), "%s", r.err);
+
+	CTL(NULL, "tokenize", "--model", "no-such-model", "hi");
+	cr_assert_eq(r.status, 4, "%s", r.err);
+
+	CTL(NULL, "cancel", "12345");
+	cr_assert_eq(r.status, 4, "%s", r.err);
+	cr_assert(strstr(r.err, "NOT_FOUND"), "%s", r.err);
+}
+
+Test(inferctl, deadline_exits_5)
+{
+	CTL(NULL, "--timeout", "0.2", "echo", "-n", "1", "--delay", "5000");
+	cr_assert_eq(r.status, 5, "%s", r.err);
+	cr_assert(strstr(r.err, "DEADLINE_EXCEEDED"), "%s", r.err);
+}
+
+/* ---- Ctrl-C ------------------------------------------------------------------------------- */
+
+static void start_big(void) { tr_start_daemon(&d, true); }
+
+Test(inferctl_interrupt, ctrl_c_cancels_generate_and_exits_5, .init = start_big, .fini = stop)
+{
+	int out[2], status = 0;
+	char buf[256];
+	pid_t pid;
+
+	cr_assert_eq(pipe(out), 0);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(out[1], STDOUT_FILENO);
+		dup2(devnull, STDERR_FILENO);
+		close(out[0]);
+		execl(tr_inferctl(), tr_inferctl(), "--connect", d.tcp_url, "generate", "-m", "big",
+		      "-n", "2000", "--ignore-eos", "once upon a time", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	/* Wait for the first streamed text, then interrupt. */
+	struct pollfd p = { .fd = out[0], .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 60000), 1, "no output from inferctl generate");
+	cr_assert_gt(read(out[0], buf, sizeof(buf)), 0);
+	kill(pid, SIGINT);
+	while (read(out[0], buf, sizeof(buf)) > 0)
+		;
+	close(out[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	cr_assert_eq(WEXITSTATUS(status), 5);
+	/* The daemon stopped generating: far fewer than 2000 tokens were made. */
+	cr_assert_lt(tr_tokens_generated(&d), 2000);
+}

@@ -210,7 +210,9 @@ static void iterate(struct llm_worker *w)
 			.logits = it->want_logits ? FWD_LOGITS_LAST : FWD_LOGITS_NONE,
 		};
 	}
-	rc = llama_forward(w->p.model, w->kv, w->fwd, (int)plan->n_items, w->logits);
+	rc = w->p.nano ? llama_forward_nano(w->p.model, w->kv, w->fwd, (int)plan->n_items,
+	                                    w->logits, &w->p.nano_params)
+	               : llama_forward(w->p.model, w->kv, w->fwd, (int)plan->n_items, w->logits);
 	t1 = now_s();
 	sched_plan_done(w->sched);
 	if (rc < 0) {

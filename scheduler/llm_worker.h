@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "batching.h"
+#include "forward.h"
 #include "sample.h"
 
 struct backend;
@@ -31,6 +32,8 @@ struct llm_worker_params {
 	struct sched_config sched;         /* max_context is clamped to the model's */
 	uint32_t kv_blocks;                /* KV pool in blocks */
 	uint32_t kv_block_size;            /* positions per block */
+	bool nano;                         /* run iterations as two nano-batches */
+	struct fwd_nano nano_params;
 	void (*notify)(void *arg);         /* called from the worker thread: events are ready */
 	void *notify_arg;
 };

@@ -603,8 +603,11 @@ int config_finish(struct inferd_config *cfg, char *err, size_t errlen)
 		}
 	}
 	int have_keys = cfg->api_keys.n > 0 || cfg->api_key_file;
-	if (!cfg->http.listen && !(cfg->http.listen = strdup(CONFIG_DEFAULT_HTTP)))
-		return -ENOMEM;
+	if (!cfg->http.listen) {
+		if (!(cfg->http.listen = strdup(CONFIG_DEFAULT_HTTP)))
+			return -ENOMEM;
+		cfg->http.listen_is_default = true;
+	}
 	if (cfg->http.enabled && !have_keys && !cfg->allow_insecure_remote) {
 		char url[300];
 		snprintf(url, sizeof(url), "tcp://%s", cfg->http.listen);

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "inferd-config.h"
 #include "log.h"
+#include "models.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -26,6 +27,8 @@ static void usage(FILE *out)
 	        "      --no-http          do not serve the HTTP API\n"
 	        "      --log-level LEVEL  error, warn, info or debug (default: info)\n"
 	        "      --check-config     check the configuration, print it and exit\n"
+	        "      --tune NAME        measure nano-batching for model NAME on this machine, write\n"
+	        "                         its profile (PATH.tune) and exit\n"
 	        "  -V, --version          print the version and exit\n"
 	        "  -h, --help             print this help and exit\n"
 	        "\n"
@@ -55,13 +58,14 @@ static void print_config(const struct inferd_config *cfg)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_LOG_LEVEL = 256, OPT_CHECK, OPT_HTTP, OPT_NO_HTTP };
+	enum { OPT_TUNE = 300, OPT_LOG_LEVEL = 256, OPT_CHECK, OPT_HTTP, OPT_NO_HTTP };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "model", required_argument, NULL, 'm' },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "tune", required_argument, NULL, OPT_TUNE },
 		{ "http", required_argument, NULL, OPT_HTTP },
 		{ "no-http", no_argument, NULL, OPT_NO_HTTP },
 		{ "version", no_argument, NULL, 'V' },
@@ -74,6 +78,7 @@ int main(int argc, char **argv)
 	int no_http = 0;
 	struct inferd_server *srv = NULL;
 	char err[512];
+	const char *tune = NULL;
 	int check = 0, c, rc = 1;
 
 	config_init(&cfg);
@@ -95,6 +100,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_CHECK:
 			check = 1;
+			break;
+		case OPT_TUNE:
+			tune = optarg;
 			break;
 		case OPT_HTTP:
 			flag_http = optarg;
@@ -164,6 +172,15 @@ int main(int argc, char **argv)
 	}
 	if (check) {
 		print_config(&cfg);
+		rc = 0;
+		goto out;
+	}
+	if (tune) {
+		log_init(cfg.log_level);
+		if (models_tune(&cfg, tune, err, sizeof(err)) < 0) {
+			fprintf(stderr, "inferd: %s\n", err);
+			goto out;
+		}
 		rc = 0;
 		goto out;
 	}

@@ -2,6 +2,7 @@
 #include "models.h"
 
 #include <errno.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "gguf.h"
 #include "llama.h"
 #include "llm_worker.h"
+#include "nano_tune.h"
 #include "log.h"
 #include "server-internal.h"
 #include "tokenizer.h"
@@ -34,6 +36,96 @@ static uint32_t default_kv_blocks(const struct served_model *m, const struct mod
 	if (want < floor_blocks)
 		want = floor_blocks;
 	return (uint32_t)want;
+}
+
+/* The nano-batching profile's path: the configured one, or the model's path + ".tune". */
+static void tune_path(const struct model_config *mc, char *out, size_t len)
+{
+	if (mc->tune_file)
+		snprintf(out, len, "%s", mc->tune_file);
+	else
+		snprintf(out, len, "%s.tune", mc->path);
+}
+
+/* Decides whether iterations run as two nano-batches, and how. */
+static void choose_nano(const struct model_config *mc, struct llm_worker_params *wp)
+{
+	struct nano_profile prof;
+	char path[4096], why[512];
+	int rc;
+
+	wp->nano = false;
+	wp->nano_params = (struct fwd_nano){ .split = 0.5, .min_tokens = 8, .threads = { 1, 1 } };
+	if (mc->nano == NANO_MODE_OFF)
+		return;
+	tune_path(mc, path, sizeof(path));
+	rc = nano_profile_load(path, &prof, why, sizeof(why));
+	if (rc == 0) {
+		wp->nano_params = prof.params;
+		wp->nano = mc->nano == NANO_MODE_ON || prof.enabled;
+		log_info("model %s: nano-batching %s (profile %s: split %.3f, threads %d+%d, from %lld "
+		         "tokens)", mc->name, wp->nano ? "on" : "off", path, prof.params.split,
+		         prof.params.threads[0], prof.params.threads[1],
+		         (long long)prof.params.min_tokens);
+		return;
+	}
+	if (rc != -ENOENT)
+		log_warn("model %s: ignoring the nano-batching profile: %s", mc->name, why);
+	wp->nano = mc->nano == NANO_MODE_ON;
+	if (wp->nano)
+		log_info("model %s: nano-batching on, untuned (even split from 8 tokens)", mc->name);
+	if (mc->nano == NANO_MODE_AUTO)
+		log_info("model %s: nano-batching off (not tuned: run inferd --tune %s)", mc->name,
+		         mc->name);
+}
+
+int models_tune(const struct inferd_config *cfg, const char *name, char *err, size_t errlen)
+{
+	const struct model_config *mc = config_find_model(cfg, name);
+	struct gguf *g = NULL;
+	struct llama_model *model = NULL;
+	struct backend be;
+	struct nano_profile prof;
+	char why[512], path[4096];
+	int rc;
+
+	if (!mc) {
+		snprintf(err, errlen, "--tune %s: no such model in the configuration", name);
+		return -ENOENT;
+	}
+	if ((rc = gguf_open(mc->path, &g, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "model %s: %s", name, why);
+		return rc;
+	}
+	backend_cpu_init(&be, (int)mc->threads);
+	struct llama_load_params lp = { .backend = &be, .max_batch_tokens = 256 };
+	if ((rc = llama_model_load(g, &lp, &model, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "model %s: %s", name, why);
+		goto out;
+	}
+	const struct llama_hparams *hp = llama_model_hparams(model);
+	int batch = (int)(mc->tune_batch ? mc->tune_batch : mc->max_sequences);
+	if (!mc->tune_batch && batch > 32)
+		batch = 32;
+	int context = (int)(mc->tune_context ? mc->tune_context : 512);
+	if (context >= hp->n_ctx_train)
+		context = hp->n_ctx_train - 1;
+	int n_threads = mc->threads ? (int)mc->threads : omp_get_max_threads();
+	if ((rc = nano_tune(model, &be, batch, context, (int)mc->kv_block_size, n_threads, &prof,
+	                    stdout, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "model %s: %s", name, why);
+		goto out;
+	}
+	tune_path(mc, path, sizeof(path));
+	if ((rc = nano_profile_save(path, &prof, mc->path, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "model %s: %s", name, why);
+		goto out;
+	}
+	printf("wrote %s\n", path);
+out:
+	llama_model_free(model);
+	gguf_free(g);
+	return rc;
 }
 
 static void on_worker_events(evutil_socket_t fd, short what, void *arg)
@@ -108,6 +200,7 @@ static int open_one(struct inferd_server *srv, struct served_model *m,
 		.notify = notify_loop,
 		.notify_arg = m,
 	};
+	choose_nano(mc, &wp);
 	if (wp.kv_blocks * (uint64_t)wp.kv_block_size < m->max_context)
 		log_warn("model %s: the KV pool (%u blocks of %u) holds less than one full context "
 		         "of %u positions", mc->name, wp.kv_blocks, wp.kv_block_size, m->max_context);

@@ -40,4 +40,8 @@ int models_open(struct inferd_server *srv, struct served_model **out, size_t *n_
                 size_t errlen);
 void models_close(struct served_model *models, size_t n);
 
+/* `inferd --tune NAME`: measures nano-batching for a configured model on this machine and
+ * writes its profile (tune_file, default PATH.tune). Progress goes to stdout. */
+int models_tune(const struct inferd_config *cfg, const char *name, char *err, size_t errlen);
+
 #endif

@@ -46,4 +46,17 @@ int64_t fwd_n_logits(const struct fwd_seq *seqs, int n_seqs);
 int llama_forward(struct llama_model *m, struct kv_cache *kv, const struct fwd_seq *seqs,
                   int n_seqs, float *logits);
 
+/* Nano-batching: the batch split in two lanes that run side by side (see llama_forward.c). */
+struct fwd_nano {
+	double split;        /* share of the batch's tokens in lane 0, in (0, 1) */
+	int64_t min_tokens;  /* batches with fewer tokens run as one lane */
+	int threads[2];      /* threads of each lane (0: one) */
+};
+
+/* llama_forward() with the batch split in two nano-batches by sequences (whole sequences go
+ * to one lane), overlapping one lane's attention with the other's projections. Same results
+ * and errors as llama_forward(); batches below min_tokens or of one sequence run unsplit. */
+int llama_forward_nano(struct llama_model *m, struct kv_cache *kv, const struct fwd_seq *seqs,
+                       int n_seqs, float *logits, const struct fwd_nano *nano);
+
 #endif

@@ -3,6 +3,7 @@
  *
  *   one-at-a-time      max_sequences = 1   (each request runs alone, as a naive server does)
  *   continuous batch   max_sequences = 16  (iteration-level batching with chunked prefill)
+ *   nano-batching      the same, each iteration split in two overlapped nano-batches
  *
  * and the continuous run's decode throughput as a fraction of the compute bound measured here:
  * dnnl_sgemm GFLOP/s / (2 x parameters) tokens/s (NanoFlow's "optimal throughput").
@@ -81,17 +82,19 @@ static int free_port(void)
 	return next++;
 }
 
-static int start_daemon(struct daemon *d, const char *dir, const char *model, int max_seqs)
+static int start_daemon(struct daemon *d, const char *dir, const char *model, int max_seqs,
+                        const char *nano)
 {
 	char conf[512], log[512];
 	snprintf(d->url, sizeof(d->url), "tcp://127.0.0.1:%d", free_port());
-	snprintf(conf, sizeof(conf), "%s/bench-%d.conf", dir, max_seqs);
-	snprintf(log, sizeof(log), "%s/bench-%d.log", dir, max_seqs);
+	snprintf(conf, sizeof(conf), "%s/bench-%d-%s.conf", dir, max_seqs, nano);
+	snprintf(log, sizeof(log), "%s/bench-%d-%s.log", dir, max_seqs, nano);
 	FILE *f = fopen(conf, "w");
 	if (!f)
 		return -errno;
 	fprintf(f, "[server]\nlisten = %s\n[log]\nlevel = warn\n[model.bench]\npath = %s\n"
-	        "max_sequences = %d\nmax_batched_tokens = 512\n", d->url, model, max_seqs);
+	        "max_sequences = %d\nmax_batched_tokens = 512\nnano_batching = %s\n", d->url, model,
+	        max_seqs, nano);
 	fclose(f);
 	d->pid = fork();
 	if (d->pid == 0) {
@@ -268,18 +271,25 @@ int main(void)
 	printf("model: %s (%.0fM parameters, %s), load: %d requests, %d concurrent, %d in / %d out "
 	       "tokens\n", model, params / 1e6, dtype, requests, conc, input, output);
 
-	if (start_daemon(&d, dir, model, 1) < 0) {
+	if (start_daemon(&d, dir, model, 1, "off") < 0) {
 		fprintf(stderr, "bench_serving: the daemon did not start\n");
 		return 1;
 	}
 	double one = run_load(d.url, requests, conc, input, output, &ttft1);
 	stop_daemon(&d);
-	if (start_daemon(&d, dir, model, conc) < 0) {
+	if (start_daemon(&d, dir, model, conc, "off") < 0) {
 		fprintf(stderr, "bench_serving: the daemon did not start\n");
 		return 1;
 	}
 	double cont = run_load(d.url, requests, conc, input, output, &ttftN);
 	stop_daemon(&d);
+	/* Nano-batching with the tuned profile when there is one (BENCH_MODEL.tune), else an
+	 * even split: "on" forces it either way. */
+	double ttft_nano = 0, nano = 0;
+	if (start_daemon(&d, dir, model, conc, "on") == 0) {
+		nano = run_load(d.url, requests, conc, input, output, &ttft_nano);
+		stop_daemon(&d);
+	}
 
 	double bound = gflops * 1e9 / (2.0 * params);
 	printf("one-at-a-time (max_sequences=1):     %8.1f output tokens/s, mean TTFT %.3f s\n",
@@ -287,6 +297,9 @@ int main(void)
 	printf("continuous batching (max_sequences=%d): %8.1f output tokens/s, mean TTFT %.3f s\n",
 	       conc, cont, ttftN);
 	printf("ratio continuous / one-at-a-time: %.2fx (target >= 4)\n", one > 0 ? cont / one : 0);
+	printf("nano-batching on:                       %8.1f output tokens/s, mean TTFT %.3f s\n",
+	       nano, ttft_nano);
+	printf("ratio nano-batching on / off: %.2fx\n", cont > 0 ? nano / cont : 0);
 	printf("compute bound: dnnl_sgemm %.1f GFLOP/s / (2 x %.0fM params) = %.0f tokens/s; "
 	       "continuous batching reaches %.2f of it at %d sequences%s\n", gflops, params / 1e6,
 	       bound, cont / bound, conc,

@@ -509,3 +509,14 @@ Test(generate, seeded_sampling_is_reproducible_and_logprobs_are_reported)
 	cr_expect_leq(s1.max_logprob, 0.0f);
 	inferd_client_free(c);
 }
+
+Test(generate, nano_batching_gives_the_same_tokens)
+{
+	/* Two nano-batches per iteration from 2 tokens up: every batch of two or more sequences
+	 * is split, and the tokens must still equal those of each request run alone. */
+	char keys[256];
+	snprintf(keys, sizeof(keys), "nano_batching = on\ntune_file = /nonexistent/tiny.tune\n");
+	start_with(keys);
+	concurrent_equals_alone(16, 16);
+	cr_expect(td_log_contains(&d, "nano-batching on, untuned"));
+}

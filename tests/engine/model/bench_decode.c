@@ -302,12 +302,6 @@ int main(void)
 	}
 	printf("threads %d (2-core machine: other builds running at the same time disturb the "
 	       "figures)\n", omp_get_max_threads());
-	double bw = memcpy_bw();
-	double rbw = read_bw();
-	double gf = sgemm_gflops();
-	printf("memcpy %.1f GB/s copied (%.1f GB/s of traffic); streaming read %.1f GB/s; "
-	       "dnnl_sgemm 512x2816x1024 %.1f GFLOP/s\n", bw * 1e-9, 2 * bw * 1e-9, rbw * 1e-9, gf);
-
 	snprintf(list, sizeof list, "%s", dts ? dts : "f32,q8_0,q4_0");
 	for (char *save = NULL, *dt = strtok_r(list, ",", &save); dt; dt = strtok_r(NULL, ",", &save)) {
 		snprintf(path, sizeof path, "%s/bench-%s.gguf", dir, dt);
@@ -319,6 +313,11 @@ int main(void)
 			ret = 1;
 			continue;
 		}
+		/* baselines again for each model: the machine is shared and its load drifts */
+		double bw = memcpy_bw(), rbw = read_bw(), gf = sgemm_gflops();
+		printf("memcpy %.1f GB/s copied (%.1f GB/s of traffic); streaming read %.1f GB/s; "
+		       "dnnl_sgemm 512x2816x1024 %.1f GFLOP/s\n", bw * 1e-9, 2 * bw * 1e-9, rbw * 1e-9,
+		       gf);
 		if (bench_model(path, dt, bw, rbw, gf) < 0)
 			ret = 1;
 		unlink(path);

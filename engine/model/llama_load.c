@@ -114,6 +114,11 @@ static int read_hparams(struct loader *ld, struct llama_hparams *hp)
 	if (hp->n_heads % hp->n_kv_heads != 0)
 		return fail(ld, "%s.attention.head_count %d is not a multiple of head_count_kv %d",
 		            ld->arch, hp->n_heads, hp->n_kv_heads);
+	char klkey[128];
+	snprintf(klkey, sizeof klkey, "%s.attention.key_length", ld->arch);
+	if (hp->dim % hp->n_heads != 0 && gguf_find_key(ld->g, klkey) < 0)
+		return fail(ld, "%s.embedding_length %d is not a multiple of head_count %d and %s "
+		            "is absent", ld->arch, hp->dim, hp->n_heads, klkey);
 	int def_hd = hp->dim % hp->n_heads == 0 ? hp->dim / hp->n_heads : -1;
 	if ((rc = get_int(ld, "attention.key_length", def_hd, 2, ATTN_MAX_HEAD_DIM, &hp->head_dim)) < 0)
 		return rc;

@@ -199,6 +199,10 @@ ParameterizedTestParameters(llama_load, bad_models_fail_clearly)
 		{ "mamba", "", "", "", -ENOTSUP, "unsupported architecture 'mamba'" },
 		{ "llama", "", "", "block_count", -EINVAL, "missing key llama.block_count" },
 		{ "llama", "", "", "embedding_length", -EINVAL, "missing key llama.embedding_length" },
+		{ "llama", "", "", "attention.head_count", -EINVAL,
+		  "missing key llama.attention.head_count" },
+		{ "qwen2", "", "", "feed_forward_length", -EINVAL,
+		  "missing key qwen2.feed_forward_length" },
 	};
 	return cr_make_param_array(struct bad_case, cases, sizeof cases / sizeof cases[0]);
 }

@@ -1,8 +1,9 @@
 /* inferd-bench: the OpenAI-compatible target. POST {URL}/v1/completions with "stream": true
  * through libevent's evhttp client; the response is server-sent events, one "data: {json}"
  * line per chunk and "data: [DONE]" at the end. A chunk whose choices[0].text is not empty
- * counts as one token (the usual one token per chunk); the final usage chunk, asked for with
- * "stream_options": {"include_usage": true}, gives the authoritative counts when present.
+ * counts as one token for the latencies (the usual one token per chunk); the final usage chunk,
+ * asked for with "stream_options": {"include_usage": true}, gives the counts used for
+ * throughput and TPOT when present.
  * Requests also carry "ignore_eos": true (a vLLM / llama.cpp extension other servers ignore). */
 #include "bench.h"
 
@@ -195,8 +196,6 @@ static void on_done(struct evhttp_request *req, void *arg)
 		t->idle[t->n_idle++] = oc->conn; /* reusable; a failed one is only freed at the end */
 	up = oc->usage_prompt;
 	uc = oc->usage_completion;
-	if (uc)
-		call->rec.output_tokens = uc; /* chunks may carry several tokens or none */
 	unlink_oc(t, oc);
 	oa_call_free(oc);
 	bench_call_done(call, status, up, uc);

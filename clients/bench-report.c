@@ -40,9 +40,9 @@ void bench_report_print(const struct bench_config *cfg, const struct bench_point
 	printf("  request throughput:    %.2f req/s\n", s->request_throughput);
 	printf("  input tokens:          %llu (%.1f tokens/s)\n",
 	       (unsigned long long)s->input_tokens, s->input_throughput);
-	printf("  output tokens:         %llu (%.1f tokens/s; usage says %llu)\n",
-	       (unsigned long long)s->output_tokens, s->output_throughput,
-	       (unsigned long long)s->usage_output_tokens);
+	printf("  output tokens:         %llu streamed, %llu by usage (%.1f tokens/s)\n",
+	       (unsigned long long)s->output_tokens, (unsigned long long)s->usage_output_tokens,
+	       s->output_throughput);
 	if (p->have_server_tokens)
 		printf("  daemon tokens_generated delta: %llu\n",
 		       (unsigned long long)p->server_tokens_generated);

@@ -109,6 +109,7 @@ int bench_stats_summarize(const struct bench_stats *s, double slo_ttft_ms, doubl
                           struct bench_summary *out)
 {
 	double *ttft = NULL, *tpot = NULL, *e2e = NULL, *itl = NULL, t_first = 0, t_last = 0;
+	uint64_t counted = 0;          /* output tokens by usage where reported, else streamed */
 	size_t n_ttft = 0, n_tpot = 0, n_e2e = 0;
 	int rc = -ENOMEM;
 
@@ -126,6 +127,8 @@ int bench_stats_summarize(const struct bench_stats *s, double slo_ttft_ms, doubl
 	for (size_t i = 0; i < s->n; i++) {
 		const struct bench_record *r = &s->recs[i];
 		bool good = r->ok;
+		/* A server may pack several tokens into a chunk: its usage is the truth. */
+		uint32_t n_out = r->usage_output_tokens ? r->usage_output_tokens : r->output_tokens;
 
 		if (i == 0 || r->start < t_first)
 			t_first = r->start;
@@ -143,6 +146,7 @@ int bench_stats_summarize(const struct bench_stats *s, double slo_ttft_ms, doubl
 		out->input_tokens += r->input_tokens;
 		out->output_tokens += r->output_tokens;
 		out->usage_output_tokens += r->usage_output_tokens;
+		counted += n_out;
 		e2e[n_e2e++] = r->end - r->start;
 		if (r->first) {
 			ttft[n_ttft++] = r->first - r->start;
@@ -151,8 +155,8 @@ int bench_stats_summarize(const struct bench_stats *s, double slo_ttft_ms, doubl
 		} else if (slo_ttft_ms > 0) {
 			good = false;
 		}
-		if (r->first && r->output_tokens > 1) {
-			double t = (r->end - r->first) / (double)(r->output_tokens - 1);
+		if (r->first && n_out > 1) {
+			double t = (r->end - r->first) / (double)(n_out - 1);
 			tpot[n_tpot++] = t;
 			if (slo_tpot_ms > 0 && t * 1e3 > slo_tpot_ms)
 				good = false;
@@ -164,7 +168,7 @@ int bench_stats_summarize(const struct bench_stats *s, double slo_ttft_ms, doubl
 	if (out->duration_s > 0) {
 		out->request_throughput = (double)out->ok / out->duration_s;
 		out->input_throughput = (double)out->input_tokens / out->duration_s;
-		out->output_throughput = (double)out->output_tokens / out->duration_s;
+		out->output_throughput = (double)counted / out->duration_s;
 		out->goodput = (double)out->good / out->duration_s;
 	}
 	summarize(ttft, n_ttft, 1e3, &out->ttft_ms);

@@ -279,3 +279,56 @@ Test(bench, openai_target_counts_refused_connections_as_errors)
 	                                                   "target")), "openai");
 	json_decref(j);
 }
+
+/* ---- the OpenAI-compatible target against the daemon's own HTTP API ----------------------- */
+
+static void run_openai(const char *const *args, size_t n)
+{
+	const char *argv[32] = { tr_bench(), "--openai", tr_http_url(), "--model", "tiny",
+	                         "--json", json_path };
+	size_t k = 7;
+	for (size_t i = 0; i < n && k < 31; i++)
+		argv[k++] = args[i];
+	argv[k] = NULL;
+	tr_run(argv, NULL, &r);
+}
+
+Test(bench, openai_closed_loop_counts_add_up)
+{
+	static const char *const args[] = { "--concurrency", "4", "--requests", "20",
+	                                    "--input-len", "16", "--output-len", "8" };
+	uint64_t before = tr_tokens_generated(&d);
+	run_openai(args, sizeof(args) / sizeof(args[0]));
+	uint64_t after = tr_tokens_generated(&d);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = load_result(), *p = json_array_get(json_object_get(j, "results"), 0);
+	cr_assert_eq(geti(p, "requests", "sent"), 20);
+	cr_assert_eq(geti(p, "requests", "ok"), 20, "%s", r.out);
+	/* Usage completion tokens = the daemon's counter. Chunks with text can be fewer: a
+	 * token whose bytes end inside a UTF-8 sequence streams its text with a later one. */
+	cr_assert_eq(geti(p, "tokens", "output_usage"), 20 * 8);
+	cr_assert_leq(geti(p, "tokens", "output"), 20 * 8);
+	cr_assert_gt(geti(p, "tokens", "output"), 0);
+	cr_assert_eq((json_int_t)(after - before), 20 * 8);
+	cr_assert_gt(geti(p, "tokens", "input"), 0); /* from usage */
+	cr_assert_eq(geti(p, "ttft_ms", "count"), 20);
+	json_decref(j);
+}
+
+Test(bench, openai_open_loop_with_token_prompts_counts_add_up)
+{
+	static const char *const args[] = { "--rate", "100", "--requests", "12", "--prompt",
+	                                    "tokens", "--vocab", "512", "--input-len", "16",
+	                                    "--output-len", "6" };
+	uint64_t before = tr_tokens_generated(&d);
+	run_openai(args, sizeof(args) / sizeof(args[0]));
+	uint64_t after = tr_tokens_generated(&d);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = load_result(), *p = json_array_get(json_object_get(j, "results"), 0);
+	json_int_t ok = geti(p, "requests", "ok"), errors = geti(p, "requests", "errors");
+	cr_assert_eq(geti(p, "requests", "sent"), 12);
+	cr_assert_eq(ok + errors, 12);
+	cr_assert_eq(geti(p, "tokens", "output_usage"), (json_int_t)(after - before));
+	cr_assert_eq(geti(p, "tokens", "output_usage"), ok * 6);
+	json_decref(j);
+}

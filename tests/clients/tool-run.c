@@ -107,10 +107,17 @@ uint64_t tr_tokens_generated(const struct test_daemon *d)
 }
 
 static char model_dir[128];
+static char http_url[64];
+
+const char *tr_http_url(void)
+{
+	return http_url;
+}
 
 void tr_start_daemon(struct test_daemon *d, bool big)
 {
-	char tiny[256], bigp[256], extra[1024];
+	char tiny[256], bigp[256], extra[1024], http[128];
+	int port = td_free_port();
 
 	snprintf(model_dir, sizeof(model_dir), "/tmp/inferd-test-cli-models-XXXXXX");
 	cr_assert_not_null(mkdtemp(model_dir));
@@ -125,6 +132,11 @@ void tr_start_daemon(struct test_daemon *d, bool big)
 	} else {
 		snprintf(extra, sizeof(extra), "[model.tiny]\npath = %s\n", tiny);
 	}
+	/* The HTTP API on a port of its own, so that daemons of parallel tests do not collide. */
+	snprintf(http, sizeof(http), "[http]\nlisten = 127.0.0.1:%d\n", port);
+	snprintf(http_url, sizeof(http_url), "http://127.0.0.1:%d", port);
+	cr_assert_lt(strlen(extra) + strlen(http), sizeof(extra));
+	strcat(extra, http);
 	td_start(d, extra, NULL);
 }
 

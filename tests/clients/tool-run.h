@@ -39,6 +39,8 @@ uint64_t tr_tokens_generated(const struct test_daemon *d);
 /* Starts a daemon serving a tiny model as "tiny" (vocab 512, context 256) and, when big is
  * true, also a slower one as "big" (for Ctrl-C tests). */
 void tr_start_daemon(struct test_daemon *d, bool big);
+/* The daemon's HTTP API (OpenAI-compatible), http://127.0.0.1:PORT. */
+const char *tr_http_url(void);
 /* Stops it and removes its files. */
 void tr_stop_daemon(struct test_daemon *d);
 

@@ -18,27 +18,35 @@ static struct test_daemon d;
 static char model_dir[] = "/tmp/inferd-test-models-XXXXXX";
 static char tiny_path[256];
 
+#define TINY_ARGS "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 512 --context 256"
+/* Slow enough (a few ms per token) that a call can be cancelled mid-generation. */
+#define SLOW_ARGS "--dim 384 --layers 6 --heads 6 --kv-heads 2 --ffn 1024 --vocab 4096 --context 512"
+
 /* A small random llama model made by inferd-mkmodel (deterministic for its seed). */
-static void make_model(void)
+static void make_model_with(const char *args)
 {
 	const char *mk = getenv("INFERD_MKMODEL");
 	char cmd[1024];
 	cr_assert_not_null(mk, "INFERD_MKMODEL is not set");
 	cr_assert_not_null(mkdtemp(model_dir));
 	snprintf(tiny_path, sizeof(tiny_path), "%s/tiny.gguf", model_dir);
-	snprintf(cmd, sizeof(cmd),
-	         "'%s' llm --out '%s' --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 "
-	         "--vocab 512 --context 256 --seed 7 >/dev/null", mk, tiny_path);
+	snprintf(cmd, sizeof(cmd), "'%s' llm --out '%s' %s --seed 7 >/dev/null", mk, tiny_path,
+	         args);
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+static void start_model(const char *args, const char *model_keys)
+{
+	char extra[1024];
+	make_model_with(args);
+	snprintf(extra, sizeof(extra), "[model.tiny]\npath = %s\n%s", tiny_path,
+	         model_keys ? model_keys : "");
+	td_start(&d, extra, NULL);
 }
 
 static void start_with(const char *model_keys)
 {
-	char extra[1024];
-	make_model();
-	snprintf(extra, sizeof(extra), "[model.tiny]\npath = %s\n%s", tiny_path,
-	         model_keys ? model_keys : "");
-	td_start(&d, extra, NULL);
+	start_model(TINY_ARGS, model_keys);
 }
 
 static void cleanup(void)
@@ -337,10 +345,10 @@ static uint64_t blocks_used_eventually_zero(struct inferd_client *c)
 
 Test(generate, cancel_and_deadline_free_the_blocks)
 {
-	start_with("kv_blocks = 64\n");
+	start_model(SLOW_ARGS, "kv_blocks = 64\n");
 	struct inferd_client *c = td_client(&d, false, NULL);
 	struct gen_result g;
-	struct gen_args a = { .text = "a long story", .max_tokens = 240, .ignore_eos = true };
+	struct gen_args a = { .text = "a long story", .max_tokens = 480, .ignore_eos = true };
 	start_gen(c, &a, &g);
 	while (g.n_ids < 3 && !g.done)
 		cr_assert(inferd_client_poll(c, 1000) >= 0);
@@ -348,10 +356,10 @@ Test(generate, cancel_and_deadline_free_the_blocks)
 	while (!g.done)
 		cr_assert(inferd_client_poll(c, 1000) >= 0);
 	cr_expect_eq(g.status, STATUS(CANCELLED), "%s", g.message);
-	cr_expect_lt(g.n_ids, 240);
+	cr_expect_lt(g.n_ids, 480);
 	cr_expect_eq(blocks_used_eventually_zero(c), 0, "cancel freed the sequence's blocks");
 
-	struct gen_args late = { .text = "another long story", .max_tokens = 240,
+	struct gen_args late = { .text = "another long story", .max_tokens = 480,
 	                         .ignore_eos = true, .deadline_ms = 30 };
 	run_gen(c, &late, &g);
 	cr_expect_eq(g.status, STATUS(DEADLINE_EXCEEDED), "%s", g.message);

@@ -141,13 +141,6 @@ static struct http_conn *conn_track(struct http_server *hs, struct evhttp_connec
 	return c;
 }
 
-static void free_conn_later(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	evhttp_connection_free(arg);
-}
-
 /* ---- authentication ---------------------------------------------------------------------- */
 
 static const char *bearer_of(struct evhttp_request *req)
@@ -266,32 +259,6 @@ static void get_metrics(struct http_server *hs, struct evhttp_request *req)
 
 /* ---- routing ----------------------------------------------------------------------------- */
 
-/* evhttp calls back a second time, without a URI, for a request it failed to read (a body or
- * headers over the limits: response code 413; a malformed request: 400) or for one of ours
- * that failed while we were answering it. */
-static void on_failed_request(struct http_server *hs, struct evhttp_request *req)
-{
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct http_conn *c = evcon ? conn_find(hs, evcon) : NULL;
-	int code = evhttp_request_get_response_code(req);
-
-	if (c && c->gen) {
-		http_gen_client_gone(c->gen);
-		/* Not from inside evhttp's own callback: at the next loop turn. */
-		if (event_base_once(hs->srv->base, -1, EV_TIMEOUT, free_conn_later, evcon, NULL) < 0)
-			log_warn("http: cannot schedule closing a failed connection");
-		return;
-	}
-	if (code == 413)
-		http_reply_error(hs, req, 413, NULL, NULL, "request_too_large", METRICS_EP_OTHER,
-		                 "the request's headers or body exceed the limits (max_header_bytes "
-		                 "%zu, max_body_bytes %zu)", hs->srv->cfg->http.max_header_bytes,
-		                 hs->srv->cfg->http.max_body_bytes);
-	else
-		http_reply_error(hs, req, 400, NULL, NULL, NULL, METRICS_EP_OTHER,
-		                 "malformed HTTP request");
-}
-
 static enum metrics_endpoint endpoint_of(const char *path)
 {
 	if (strcmp(path, "/v1/completions") == 0)
@@ -318,7 +285,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 	struct http_conn *c;
 
 	if (!evhttp_request_get_uri(req) || !uri) {
-		on_failed_request(hs, req);
+		http_reply_error(hs, req, 400, NULL, NULL, NULL, METRICS_EP_OTHER,
+		                 "malformed HTTP request");
 		return;
 	}
 	const char *path = evhttp_uri_get_path(uri);
@@ -338,6 +306,13 @@ static void on_request(struct evhttp_request *req, void *arg)
 			http_reply_error(hs, req, 500, NULL, NULL, NULL, ep, "out of memory");
 			return;
 		}
+	}
+	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
+	    hs->srv->cfg->http.max_body_bytes) {
+		http_reply_error(hs, req, 413, NULL, NULL, "request_too_large", ep,
+		                 "the body exceeds max_body_bytes (%zu)",
+		                 hs->srv->cfg->http.max_body_bytes);
+		return;
 	}
 	bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
 	bool post = cmd == EVHTTP_REQ_POST;
@@ -414,7 +389,9 @@ int http_server_new(struct inferd_server *srv, struct http_server **out, char *e
 		snprintf(err, errlen, "http: out of memory");
 		goto fail;
 	}
-	evhttp_set_max_body_size(hs->evh, (ev_ssize_t)hc->max_body_bytes);
+	/* Bodies up to twice the limit are read and refused with a JSON 413 here; evhttp refuses
+	 * larger ones itself (413 with its own HTML body) without reading them. */
+	evhttp_set_max_body_size(hs->evh, (ev_ssize_t)hc->max_body_bytes * 2);
 	evhttp_set_max_headers_size(hs->evh, (ev_ssize_t)hc->max_header_bytes);
 	evhttp_set_timeout_tv(hs->evh, &hs->timeout);
 	evhttp_set_allowed_methods(hs->evh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
@@ -436,6 +413,13 @@ int http_server_new(struct inferd_server *srv, struct http_server **out, char *e
 	}
 	int port = atoi(colon + 1);
 	hs->sock = evhttp_bind_socket_with_handle(hs->evh, host, (ev_uint16_t)port);
+	if (!hs->sock && hc->listen_is_default) {
+		/* Several daemons on one machine (tests, one per model...) each get the default. */
+		log_warn("HTTP API off: cannot bind the default address %s: %s (set [http] listen "
+		         "or --http)", hc->listen, strerror(errno ? errno : EADDRINUSE));
+		http_server_free(hs);
+		return 0;
+	}
 	if (!hs->sock) {
 		int e = errno ? errno : EADDRINUSE;
 		snprintf(err, errlen, "cannot serve HTTP on %s: %s", hc->listen, strerror(e));

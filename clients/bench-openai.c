@@ -44,6 +44,7 @@ struct openai_target {
 	struct evhttp_connection **all, **idle;
 	size_t n_all, n_idle, cap;
 	struct oa_call *calls;         /* in flight */
+	unsigned n_printed;            /* error bodies printed (the first few only) */
 };
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -190,7 +191,7 @@ static void on_done(struct evhttp_request *req, void *arg)
 		snprintf(status, sizeof(status), "INCOMPLETE_STREAM");
 	else
 		snprintf(status, sizeof(status), "OK");
-	if (code != 200 && oc->err_len)
+	if (code != 200 && oc->err_len && t->n_printed++ < 3)
 		fprintf(stderr, "inferd-bench: %s: %.*s\n", status, (int)oc->err_len, oc->err_body);
 	if (code == 200 && t->n_idle < t->cap)
 		t->idle[t->n_idle++] = oc->conn; /* reusable; a failed one is only freed at the end */

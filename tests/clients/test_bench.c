@@ -15,7 +15,7 @@ static char json_path[256];
 
 static void start(void)
 {
-	tr_start_daemon(&d, false);
+	tr_start_daemon(&d, false, NULL);
 	snprintf(json_path, sizeof(json_path), "%s/bench.json", d.dir);
 }
 
@@ -330,5 +330,47 @@ Test(bench, openai_open_loop_with_token_prompts_counts_add_up)
 	cr_assert_eq(ok + errors, 12);
 	cr_assert_eq(geti(p, "tokens", "output_usage"), (json_int_t)(after - before));
 	cr_assert_eq(geti(p, "tokens", "output_usage"), ok * 6);
+	json_decref(j);
+}
+
+#define KEY "inferd-bench-test-key"
+
+static void start_keyed(void)
+{
+	tr_start_daemon(&d, false, KEY);
+	snprintf(json_path, sizeof(json_path), "%s/bench.json", d.dir);
+}
+
+Test(bench_auth, api_key_reaches_both_targets, .init = start_keyed, .fini = stop)
+{
+	const char *native[] = { tr_bench(), "--connect", d.tcp_url, "--api-key", KEY,
+	                         "--requests", "4", "--input-len", "8", "--output-len", "4",
+	                         "--json", json_path, NULL };
+	tr_run(native, NULL, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = load_result();
+	cr_assert_eq(geti(json_array_get(json_object_get(j, "results"), 0), "requests", "ok"), 4);
+	json_decref(j);
+
+	const char *http[] = { tr_bench(), "--openai", tr_http_url(), "--model", "tiny",
+	                       "--api-key", KEY, "--requests", "4", "--input-len", "8",
+	                       "--output-len", "4", "--json", json_path, NULL };
+	tr_run(http, NULL, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = load_result();
+	cr_assert_eq(geti(json_array_get(json_object_get(j, "results"), 0), "requests", "ok"), 4);
+	json_decref(j);
+
+	/* Without the key every HTTP request fails, counted by status. */
+	const char *nokey[] = { tr_bench(), "--openai", tr_http_url(), "--model", "tiny",
+	                        "--requests", "3", "--input-len", "8", "--output-len", "4",
+	                        "--json", json_path, NULL };
+	tr_run(nokey, NULL, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = load_result();
+	json_t *p = json_array_get(json_object_get(j, "results"), 0);
+	cr_assert_eq(geti(p, "requests", "errors"), 3);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(json_object_get(p,
+	             "requests"), "errors_by_status"), "HTTP_401")), 3);
 	json_decref(j);
 }

@@ -21,7 +21,7 @@ static struct tool_result r;
 	tr_run(argv_, stdin_text, &r); \
 } while (0)
 
-static void start(void) { tr_start_daemon(&d, false); }
+static void start(void) { tr_start_daemon(&d, false, NULL); }
 static void stop(void) { tr_stop_daemon(&d); }
 
 TestSuite(inferctl, .init = start, .fini = stop);
@@ -267,7 +267,7 @@ Test(inferctl, deadline_exits_5)
 
 /* ---- Ctrl-C ------------------------------------------------------------------------------- */
 
-static void start_big(void) { tr_start_daemon(&d, true); }
+static void start_big(void) { tr_start_daemon(&d, true, NULL); }
 
 Test(inferctl_interrupt, ctrl_c_cancels_generate_and_exits_5, .init = start_big, .fini = stop)
 {
@@ -301,4 +301,21 @@ Test(inferctl_interrupt, ctrl_c_cancels_generate_and_exits_5, .init = start_big,
 	cr_assert_eq(WEXITSTATUS(status), 5);
 	/* The daemon stopped generating: far fewer than 2000 tokens were made. */
 	cr_assert_lt(tr_tokens_generated(&d), 2000);
+}
+
+/* ---- API keys ----------------------------------------------------------------------------- */
+
+#define KEY "inferctl-test-key-1"
+
+static void start_keyed(void) { tr_start_daemon(&d, false, KEY); }
+
+Test(inferctl_auth, api_key_is_sent_and_refusals_exit_4, .init = start_keyed, .fini = stop)
+{
+	CTL(NULL, "models");
+	cr_assert_eq(r.status, 4, "%s", r.err);
+	cr_assert(strstr(r.err, "UNAUTHENTICATED"), "%s", r.err);
+	CTL(NULL, "--api-key", KEY, "models");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	CTL(NULL, "--api-key", KEY, "--json", "generate", "-n", "3", "--ignore-eos", "hi");
+	cr_assert_eq(r.status, 0, "%s", r.err);
 }

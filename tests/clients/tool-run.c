@@ -114,9 +114,9 @@ const char *tr_http_url(void)
 	return http_url;
 }
 
-void tr_start_daemon(struct test_daemon *d, bool big)
+void tr_start_daemon(struct test_daemon *d, bool big, const char *api_key)
 {
-	char tiny[256], bigp[256], extra[1024], http[128];
+	char tiny[256], bigp[256], extra[1024], http[256];
 	int port = td_free_port();
 
 	snprintf(model_dir, sizeof(model_dir), "/tmp/inferd-test-cli-models-XXXXXX");
@@ -133,11 +133,12 @@ void tr_start_daemon(struct test_daemon *d, bool big)
 		snprintf(extra, sizeof(extra), "[model.tiny]\npath = %s\n", tiny);
 	}
 	/* The HTTP API on a port of its own, so that daemons of parallel tests do not collide. */
-	snprintf(http, sizeof(http), "[http]\nlisten = 127.0.0.1:%d\n", port);
+	snprintf(http, sizeof(http), "[http]\nlisten = 127.0.0.1:%d\n%s%s%s", port,
+	         api_key ? "[auth]\napi_key = " : "", api_key ? api_key : "", api_key ? "\n" : "");
 	snprintf(http_url, sizeof(http_url), "http://127.0.0.1:%d", port);
 	cr_assert_lt(strlen(extra) + strlen(http), sizeof(extra));
 	strcat(extra, http);
-	td_start(d, extra, NULL);
+	td_start(d, extra, api_key);
 }
 
 void tr_stop_daemon(struct test_daemon *d)

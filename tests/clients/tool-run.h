@@ -37,8 +37,9 @@ void tr_make_model(const char *dir, const char *name, const char *size_opts, cha
 uint64_t tr_tokens_generated(const struct test_daemon *d);
 
 /* Starts a daemon serving a tiny model as "tiny" (vocab 512, context 256) and, when big is
- * true, also a slower one as "big" (for Ctrl-C tests). */
-void tr_start_daemon(struct test_daemon *d, bool big);
+ * true, also a slower one as "big" (for Ctrl-C tests); api_key: the one key it accepts, or
+ * NULL for none. */
+void tr_start_daemon(struct test_daemon *d, bool big, const char *api_key);
 /* The daemon's HTTP API (OpenAI-compatible), http://127.0.0.1:PORT. */
 const char *tr_http_url(void);
 /* Stops it and removes its files. */

@@ -109,6 +109,13 @@ static struct bad_case bad_cases[] = {
 	{ "[auth]\napi_key = short\n", ":2: api_key must be at least 8 characters" },
 	{ "[server]\ndrain_timeout = nan\n", ":2: bad value" },
 	{ "[server]\nmax_frame_bytes = 99999999999999999999\n", ":2: bad value" },
+	{ "[http]\nlisten = 8080\n", ":2: http listen address '8080' must be HOST:PORT" },
+	{ "[http]\nlisten = 127.0.0.1:0\n", ":2: http listen address" },
+	{ "[http]\nenabled = maybe\n", ":2: bad value 'maybe' for http.enabled" },
+	{ "[http]\nmax_connections = 0\n", ":2: bad value" },
+	{ "[http]\nmetrics_key = short\n", ":2: metrics_key must be at least 8 characters" },
+	{ "[http]\nbogus = 1\n", ":2: unknown key 'bogus' in section [http]" },
+	{ "[model.m]\npath = /x\nchat_template = jinja\n", ":3: bad value 'jinja' for model.m.chat_template" },
 };
 
 ParameterizedTestParameters(config, rejects_bad_lines_with_line_numbers)
@@ -126,6 +133,55 @@ ParameterizedTest(struct bad_case *bc, config, rejects_bad_lines_with_line_numbe
 	cr_expect_eq(config_load_file(&cfg, path, err, sizeof(err)), -EINVAL);
 	cr_expect(strstr(err, bc->expect) != NULL, "got '%s', want '%s'", err, bc->expect);
 	cr_expect(strncmp(err, path, strlen(path)) == 0, "message names the file: %s", err);
+	config_fini(&cfg);
+}
+
+Test(config, reads_the_http_section)
+{
+	struct inferd_config cfg;
+	char err[512];
+	const char *path = write_file("h.conf",
+		"[http]\n"
+		"enabled = true\n"
+		"listen = 127.0.0.1:9090\n"
+		"max_body_bytes = 4096\n"
+		"max_header_bytes = 2048\n"
+		"max_connections = 7\n"
+		"timeout = 1.5\n"
+		"metrics_key = metrics-key-1\n"
+		"open_metrics_on_loopback = no\n"
+		"[model.m]\n"
+		"path = /tmp/m.gguf\n"
+		"chat_template = ChatML\n", 0600);
+
+	config_init(&cfg);
+	cr_expect(cfg.http.enabled, "on by default");
+	cr_expect(cfg.http.open_metrics_on_loopback);
+	cr_assert_eq(config_load_file(&cfg, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_expect_str_eq(cfg.http.listen, "127.0.0.1:9090");
+	cr_expect(!cfg.http.listen_is_default);
+	cr_expect_eq(cfg.http.max_body_bytes, 4096);
+	cr_expect_eq(cfg.http.max_header_bytes, 2048);
+	cr_expect_eq(cfg.http.max_connections, 7);
+	cr_expect_float_eq(cfg.http.timeout_s, 1.5, 1e-9);
+	cr_expect_str_eq(cfg.http.metrics_key, "metrics-key-1");
+	cr_expect(!cfg.http.open_metrics_on_loopback);
+	cr_expect_str_eq(cfg.models[0].chat_template, "chatml");
+	config_fini(&cfg);
+
+	/* Defaults; a remote HTTP address needs keys, like a remote nanomsg one. */
+	config_init(&cfg);
+	cr_assert_eq(config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_expect_str_eq(cfg.http.listen, "127.0.0.1:8080");
+	cr_expect(cfg.http.listen_is_default);
+	config_fini(&cfg);
+	config_init(&cfg);
+	cr_assert_eq(config_set(&cfg, "http", "listen", "0.0.0.0:8080", err, sizeof(err)), 0);
+	cr_expect_eq(config_finish(&cfg, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "refusing to serve HTTP on 0.0.0.0:8080"), "%s", err);
+	cr_assert_eq(config_set(&cfg, "http", "enabled", "off", err, sizeof(err)), 0);
+	cr_expect_eq(config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
 	config_fini(&cfg);
 }
 

@@ -631,15 +631,10 @@ static int on_blocking_frame(const struct inferd_reply *r, void *arg)
 	return rc;
 }
 
-static int run_blocking(struct inferd_client *c, int method, const void *payload, size_t len,
-                        const struct inferd_call_options *opts, struct blocking *b)
+static int wait_blocking(struct inferd_client *c, struct blocking *b)
 {
-	int rc = start_call(c, method, payload, len, opts, on_blocking_frame, b, NULL);
-
-	if (rc < 0)
-		return rc;
 	while (!b->done) {
-		rc = inferd_client_poll(c, -1);
+		int rc = inferd_client_poll(c, -1);
 		if (rc < 0)
 			return rc;
 	}
@@ -651,7 +646,8 @@ int inferd_client_call(struct inferd_client *c, int method, const void *payload,
                        char *msg, size_t msglen)
 {
 	struct blocking b = { .fn = fn, .arg = arg, .msg = msg, .msglen = msglen };
-	return run_blocking(c, method, payload, len, opts, &b);
+	int rc = start_call(c, method, payload, len, opts, on_blocking_frame, &b, NULL);
+	return rc < 0 ? rc : wait_blocking(c, &b);
 }
 
 int inferd_client_unary(struct inferd_client *c, int method, const ProtobufCMessage *req,
@@ -659,16 +655,9 @@ int inferd_client_unary(struct inferd_client *c, int method, const ProtobufCMess
                         const struct inferd_call_options *opts, char *msg, size_t msglen)
 {
 	struct blocking b = { .msg = msg, .msglen = msglen, .reply = reply, .desc = reply_desc };
-	size_t n = req ? protobuf_c_message_get_packed_size(req) : 0;
-	uint8_t *buf = malloc(n ? n : 1);
 	int rc;
 
 	*reply = NULL;
-	if (!buf)
-		return -ENOMEM;
-	if (req)
-		n = protobuf_c_message_pack(req, buf);
-	rc = run_blocking(c, method, buf, n, opts, &b);
-	free(buf);
-	return rc;
+	rc = inferd_client_start_msg(c, method, req, opts, on_blocking_frame, &b, NULL);
+	return rc < 0 ? rc : wait_blocking(c, &b);
 }

@@ -178,7 +178,7 @@ int ctl_cmd_stats(struct ctl *ctl, int argc, char **argv)
 		                      "calls_in_flight", (json_int_t)r->calls_in_flight,
 		                      "calls_total", (json_int_t)r->calls_total, "calls", calls);
 		json_t *more = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-		                         "s:f, s:I, s:I}",
+		                         "s:f, s:I}",
 		                         "bytes_in", (json_int_t)r->bytes_in,
 		                         "bytes_out", (json_int_t)r->bytes_out,
 		                         "frames_in", (json_int_t)r->frames_in,
@@ -191,12 +191,9 @@ int ctl_cmd_stats(struct ctl *ctl, int argc, char **argv)
 		                         "kv_blocks_free", (json_int_t)r->kv_blocks_free,
 		                         "tokens_generated", (json_int_t)r->tokens_generated,
 		                         "prefix_cache_hit_rate", r->prefix_cache_hit_rate,
-		                         "prompt_tokens", (json_int_t)r->prompt_tokens,
-		                         "calls_count", (json_int_t)r->n_calls);
-		if (o && more) {
-			json_object_del(more, "calls_count");
+		                         "prompt_tokens", (json_int_t)r->prompt_tokens);
+		if (o && more)
 			json_object_update(o, more);
-		}
 		json_decref(more);
 		rc = ctl_print_json(o);
 	} else {

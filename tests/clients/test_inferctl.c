@@ -156,9 +156,18 @@ Test(inferctl, tokenize_from_argument_and_stdin)
 	json_decref(a);
 	json_decref(b);
 
-	CTL(NULL, "tokenize", "--no-bos", "hello world");
+	/* Text output: the ids on one line; --no-bos leaves the BOS out. */
+	CTL(NULL, "tokenize", "hello world");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_eq(strchr(r.out, '\n') - r.out > 0, true, "%s", r.out);
+	size_t spaces = 0;
+	for (const char *q = r.out; *q; q++)
+		spaces += *q == ' ';
+	cr_assert_eq(spaces + 1, n, "%s", r.out);
+	CTL(NULL, "--json", "tokenize", "--no-bos", "hello world");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *c = tr_json(&r);
+	cr_assert_eq(json_array_size(json_object_get(c, "token_ids")), n - 1);
+	json_decref(c);
 }
 
 Test(inferctl, echo_prints_round_trips)

@@ -145,6 +145,27 @@ static int make_client(const struct bench_config *cfg, struct inferd_client **ou
 	return rc < 0 ? rc : 0;
 }
 
+static int warm_up(struct inferd_client *c, const struct bench_config *cfg, char *err,
+                   size_t errlen)
+{
+	Inferd__V1__HealthRequest req = INFERD__V1__HEALTH_REQUEST__INIT;
+	struct inferd_call_options o = INFERD_CALL_OPTIONS_INIT;
+	ProtobufCMessage *rep = NULL;
+	char msg[200];
+	int st;
+
+	o.deadline_ms = 10000;
+	st = inferd_client_unary(c, INFERD__V1__METHOD__METHOD_HEALTH, &req.base,
+	                         &inferd__v1__health_reply__descriptor, &rep, &o, msg, sizeof(msg));
+	if (rep)
+		protobuf_c_message_free_unpacked(rep, NULL);
+	if (st == INFERD__V1__STATUS_CODE__STATUS_UNAVAILABLE || st < 0) {
+		snprintf(err, errlen, "%s: %s", cfg->connect_url, st < 0 ? strerror(-st) : msg);
+		return -ECONNREFUSED;
+	}
+	return 0; /* any answer (even UNAUTHENTICATED) proves the connection */
+}
+
 int bench_native_new(struct event_base *base, const struct bench_config *cfg,
                      struct bench_target **out, char *err, size_t errlen)
 {
@@ -159,6 +180,9 @@ int bench_native_new(struct event_base *base, const struct bench_config *cfg,
 	t->cfg = cfg;
 	t->evb = base;
 	if ((rc = make_client(cfg, &t->client, err, errlen)) < 0)
+		goto cleanup;
+	/* Connect before the clock starts, so the first requests do not wait for it. */
+	if ((rc = warm_up(t->client, cfg, err, errlen)) < 0)
 		goto cleanup;
 	rc = -ENOMEM;
 	n = inferd_client_fds(t->client, fds, MAX_FDS);

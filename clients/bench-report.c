@@ -163,7 +163,7 @@ int bench_report_json(const struct bench_config *cfg, const struct bench_point *
 	                       : cfg->sweep == BENCH_SWEEP_CONCURRENCY ? "concurrency" : "none",
 	                       "results", results)))
 		goto cleanup;
-	if (json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
+	if (json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) < 0) {
 		rc = -EIO;
 		snprintf(err, errlen, "cannot write %s", path);
 		goto out;

@@ -247,7 +247,7 @@ int ctl_print_json(json_t *v)
 
 	if (!v)
 		return 1;
-	if (json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0 ||
+	if (json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) < 0 ||
 	    fputc('\n', stdout) == EOF || fflush(stdout) == EOF)
 		rc = 1;
 	json_decref(v);

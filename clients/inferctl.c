@@ -85,7 +85,8 @@ int ctl_global_opt(struct ctl *ctl, int opt, const char *arg)
 		return 0;
 	default:
 		/* getopt printed what was wrong */
-		ctl_err(ctl, "try 'inferctl %s --help'", ctl->command ? ctl->command : "");
+		ctl_err(ctl, "try 'inferctl%s%s --help'", ctl->command ? " " : "",
+		        ctl->command ? ctl->command : "");
 		return CTL_EXIT_USAGE;
 	}
 }

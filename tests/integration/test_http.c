@@ -653,11 +653,12 @@ Test(http, a_full_queue_answers_429)
 
 Test(http, draining_answers_503_and_streams_finish)
 {
-	start(NULL, NULL, NULL, NULL);
+	/* drain_timeout well above the stream's length, even under the sanitizers. */
+	start(NULL, NULL, "[server]\ndrain_timeout = 300\n", NULL);
 	struct client c;
 	struct resp s, r;
 	client_init(&c);
-	send_req(&c, "POST", "/v1/completions", "{\"prompt\": \"drain\", \"max_tokens\": 600, "
+	send_req(&c, "POST", "/v1/completions", "{\"prompt\": \"drain\", \"max_tokens\": 300, "
 	         "\"ignore_eos\": true, \"stream\": true}", NULL, &s);
 	/* Wait for the stream to start, then SIGTERM. */
 	while (!s.done && s.len == 0)

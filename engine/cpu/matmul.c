@@ -96,7 +96,10 @@ int cpu_matmul_check(const struct cpu_weight *w, const float *x, int64_t ldx, in
 }
 
 /* n_tokens from which F32 weights go through dnnl_sgemm and F16/BF16 weights through
- * converted panels and dnnl_sgemm; below, the own kernels (measured by bench_matmul). */
+ * converted panels and dnnl_sgemm; below, the own kernels (measured by bench_matmul).
+ * F32 with n_tokens == 1 also goes to oneDNN: on the development machines its M=1 product
+ * streamed 17-44 GB/s against 16-37 GB/s for the own row kernel (bench_matmul, three quiet
+ * runs, 1 and 2 threads), so DESIGN.md's 13 GB/s for it did not reproduce. */
 enum { SGEMM_MIN_TOKENS = 16, HALF_GEMM_MIN_TOKENS = 64 };
 
 /* Below this many multiply-adds one thread does the product: a parallel region costs a
@@ -180,7 +183,8 @@ int cpu_matmul(const struct cpu_weight *w, const float *x, int64_t ldx, int64_t 
 	const bool simd = vec_have_avx2();
 	switch (w->type) {
 	case DTYPE_F32:
-		if ((n_tokens >= SGEMM_MIN_TOKENS || !simd) && w->row_bytes % sizeof(float) == 0)
+		if ((n_tokens >= SGEMM_MIN_TOKENS || n_tokens == 1 || !simd) &&
+		    w->row_bytes % sizeof(float) == 0)
 			return cpu_matmul_sgemm(w, x, ldx, n_tokens, y, ldy, nt);
 		break;
 	case DTYPE_F16:

@@ -33,10 +33,11 @@ int cpu_matmul_sgemm(const struct cpu_weight *w, const float *x, int64_t ldx,
 	/* Y (n x rows) = X (n x cols) . W^T, W row-major rows x cols with stride row_bytes/4.
 	 * With several threads, each thread multiplies its own range of rows by a
 	 * single-threaded dnnl_sgemm (oneDNN runs on one thread inside a parallel region):
-	 * measured faster than oneDNN's own split on 2 cores (bench_matmul). */
+	 * measured faster than oneDNN's own split on 2 cores at prefill sizes (bench_matmul).
+	 * The matrix-vector product (n_tokens == 1) keeps oneDNN's own threading. */
 	const dnnl_dim_t ldb = (dnnl_dim_t)(w->row_bytes / sizeof(float));
 	const float *wf = w->data;
-	if (nt > 1 && w->rows >= (int64_t)nt * SPLIT_MIN_ROWS) {
+	if (nt > 1 && n_tokens > 1 && w->rows >= (int64_t)nt * SPLIT_MIN_ROWS) {
 		int64_t per = ((w->rows + nt - 1) / nt + 15) & ~(int64_t)15;
 		int err = 0;
 #pragma omp parallel for num_threads(nt) schedule(static, 1)

@@ -147,6 +147,36 @@ Test(kernels_matmul, row_split_over_threads_matches_reference)
 	}
 }
 
+/* F32 rows at a stride that is not a whole number of floats (oneDNN cannot take it): the
+ * own kernels for every n_tokens. */
+Test(kernels_matmul, f32_odd_row_stride)
+{
+	const int64_t rows = 37, cols = 45, n_max = 20;
+	const size_t rb = (size_t)cols * 4 + 2;
+	uint8_t *wd = malloc(rb * rows);
+	float x[20 * 45], y[20 * 37];
+	cr_assert(wd != NULL);
+	ku_fill_weights(DTYPE_F32, wd, rows, cols, rb, 8);
+	ku_fill_acts(x, n_max, cols, cols, 9);
+	struct cpu_weight w = { DTYPE_F32, wd, rows, cols, rb };
+	for (int64_t n = 1; n <= n_max; n += 3) {
+		cr_assert_eq(cpu_matmul(&w, x, cols, n, y, rows, 0), 0);
+		for (int64_t k = 0; k < n; k++)
+			for (int64_t r = 0; r < rows; r++) {
+				double ref = 0.0, mag = 0.0;
+				for (int64_t c = 0; c < cols; c++) {
+					float wv;
+					memcpy(&wv, wd + r * rb + 4 * c, 4);
+					ref += (double)x[k * cols + c] * wv;
+					mag += fabs((double)x[k * cols + c] * wv);
+				}
+				cr_assert(fabs(y[k * rows + r] - ref) <= 1e-5 * mag, "n %lld y[%lld][%lld]",
+				          (long long)n, (long long)k, (long long)r);
+			}
+	}
+	free(wd);
+}
+
 /* The portable path (what a CPU without AVX2 runs): forced by the environment before the
  * first call in this test's process (criterion runs each test in its own process). */
 Test(kernels_matmul, scalar_path_matches_reference)

@@ -606,7 +606,6 @@ int config_finish(struct inferd_config *cfg, char *err, size_t errlen)
 	if (!cfg->http.listen) {
 		if (!(cfg->http.listen = strdup(CONFIG_DEFAULT_HTTP)))
 			return -ENOMEM;
-		cfg->http.listen_is_default = true;
 	}
 	if (cfg->http.enabled && !have_keys && !cfg->allow_insecure_remote) {
 		char url[300];

@@ -70,7 +70,6 @@ struct model_config {
 struct http_config {
 	bool enabled;
 	char *listen;                    /* HOST:PORT ([V6]:PORT) */
-	bool listen_is_default;          /* not configured: a taken port is a warning, not fatal */
 	size_t max_body_bytes;           /* larger request bodies get 413 */
 	size_t max_header_bytes;         /* larger request headers get 413 (431 by evhttp) */
 	unsigned max_connections;        /* connections with a request in flight, more get 503 */

@@ -2,6 +2,10 @@
 #include "http.h"
 
 #include <errno.h>
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -306,6 +310,13 @@ static void on_request(struct evhttp_request *req, void *arg)
 			http_reply_error(hs, req, 500, NULL, NULL, NULL, ep, "out of memory");
 			return;
 		}
+		/* Streamed chunks are small: without this, Nagle's algorithm holds them until the
+		 * client's delayed ACK (bursts of ~40 ms between tokens). */
+		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+		evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+		int one = 1;
+		if (fd >= 0)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
 	    hs->srv->cfg->http.max_body_bytes) {
@@ -413,13 +424,6 @@ int http_server_new(struct inferd_server *srv, struct http_server **out, char *e
 	}
 	int port = atoi(colon + 1);
 	hs->sock = evhttp_bind_socket_with_handle(hs->evh, host, (ev_uint16_t)port);
-	if (!hs->sock && hc->listen_is_default) {
-		/* Several daemons on one machine (tests, one per model...) each get the default. */
-		log_warn("HTTP API off: cannot bind the default address %s: %s (set [http] listen "
-		         "or --http)", hc->listen, strerror(errno ? errno : EADDRINUSE));
-		http_server_free(hs);
-		return 0;
-	}
 	if (!hs->sock) {
 		int e = errno ? errno : EADDRINUSE;
 		snprintf(err, errlen, "cannot serve HTTP on %s: %s", hc->listen, strerror(e));

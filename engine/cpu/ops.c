@@ -2,6 +2,7 @@
  * versions compiled with target attributes, and the run-time choice between them. */
 #include "ops.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -25,8 +26,10 @@ bool cpu_ops_use_simd(void)
 		return false;
 	if (simd_state < 0) {
 		__builtin_cpu_init();
-		simd_state = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		             __builtin_cpu_supports("f16c");
+		/* F16C through cpuid: clang's __builtin_cpu_supports does not know "f16c". */
+		unsigned eax, ebx, ecx = 0, edx;
+		bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+		simd_state = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 	}
 	return simd_state == 1;
 }

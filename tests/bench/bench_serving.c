@@ -92,7 +92,8 @@ static int start_daemon(struct daemon *d, const char *dir, const char *model, in
 	FILE *f = fopen(conf, "w");
 	if (!f)
 		return -errno;
-	fprintf(f, "[server]\nlisten = %s\n[log]\nlevel = warn\n[model.bench]\npath = %s\n"
+	fprintf(f, "[server]\nlisten = %s\n[log]\nlevel = warn\n[http]\nenabled = false\n"
+	        "[model.bench]\npath = %s\n"
 	        "max_sequences = %d\nmax_batched_tokens = 512\nnano_batching = %s\n", d->url, model,
 	        max_seqs, nano);
 	fclose(f);

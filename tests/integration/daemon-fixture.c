@@ -95,8 +95,11 @@ void td_start(struct test_daemon *d, const char *extra, const char *api_key)
 		snprintf(d->tcp_url, sizeof(d->tcp_url), "tcp://127.0.0.1:%d", td_free_port());
 		FILE *f = fopen(d->conf_path, "w");
 		cr_assert_not_null(f);
-		fprintf(f, "[server]\nlisten = %s\nlisten = %s\ndrain_linger_ms = 100\n%s\n",
-		        d->tcp_url, d->ipc_url, extra ? extra : "");
+		/* HTTP stays off unless the test configures it: parallel daemons must not all
+		 * reach for the default port. */
+		fprintf(f, "[server]\nlisten = %s\nlisten = %s\ndrain_linger_ms = 100\n%s\n%s",
+		        d->tcp_url, d->ipc_url, extra ? extra : "",
+		        extra && strstr(extra, "[http]") ? "" : "[http]\nenabled = false\n");
 		fclose(f);
 		const char *argv[] = { inferd_bin(), "--config", d->conf_path, NULL };
 		d->pid = spawn(argv, d->log_path);

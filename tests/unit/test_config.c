@@ -160,7 +160,6 @@ Test(config, reads_the_http_section)
 	cr_assert_eq(config_load_file(&cfg, path, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
 	cr_expect_str_eq(cfg.http.listen, "127.0.0.1:9090");
-	cr_expect(!cfg.http.listen_is_default);
 	cr_expect_eq(cfg.http.max_body_bytes, 4096);
 	cr_expect_eq(cfg.http.max_header_bytes, 2048);
 	cr_expect_eq(cfg.http.max_connections, 7);
@@ -174,7 +173,6 @@ Test(config, reads_the_http_section)
 	config_init(&cfg);
 	cr_assert_eq(config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
 	cr_expect_str_eq(cfg.http.listen, "127.0.0.1:8080");
-	cr_expect(cfg.http.listen_is_default);
 	config_fini(&cfg);
 	config_init(&cfg);
 	cr_assert_eq(config_set(&cfg, "http", "listen", "0.0.0.0:8080", err, sizeof(err)), 0);

@@ -10,7 +10,7 @@ runtime_pkgs="libevent-2.1-7 libevent-pthreads-2.1-7 libnanomsg5 libprotobuf-c1 
 build_pkgs="build-essential pkg-config meson ninja-build protobuf-c-compiler
   libevent-dev libnanomsg-dev libprotobuf-c-dev libjemalloc-dev libdnnl-dev
   libinih-dev libjansson-dev libsystemd-dev libxxhash-dev libpcre2-dev"
-test_pkgs="libcriterion-dev python3 python3-numpy python3-venv nanomsg-utils clang systemd
+test_pkgs="libcriterion-dev python3 python3-numpy python3-venv nanomsg-utils clang systemd nginx-light curl
   libclang-rt-14-dev"
 
 case "${1:-}" in

@@ -24,14 +24,13 @@ static uint64_t peek_call_id(const uint8_t *buf, size_t len)
 void server_dispatch(struct inferd_server *srv, struct listener *lis,
                      const struct inferd_wire_msg *msg)
 {
-	const struct inferd_config *cfg = srv->cfg;
 	const uint8_t *hdr = msg->header;
 	size_t hlen = msg->header_len;
 	inferd_frame *f = NULL;
 	char err[256];
 	int rc;
 
-	rc = inferd_frame_unpack(msg->body, msg->body_len, cfg->max_frame_bytes, &f, err,
+	rc = inferd_frame_unpack(msg->body, msg->body_len, srv->limits.max_frame_bytes, &f, err,
 	                         sizeof(err));
 	if (rc == -EMSGSIZE) {
 		listener_reject(lis, hdr, hlen, peek_call_id(msg->body, msg->body_len), 0,
@@ -86,13 +85,13 @@ void server_dispatch(struct inferd_server *srv, struct listener *lis,
 		                (unsigned long long)f->call_id);
 		goto out;
 	}
-	if (srv->calls.count >= cfg->max_calls) {
+	if (srv->calls.count >= srv->limits.max_calls) {
 		listener_reject(lis, hdr, hlen, f->call_id, method,
 		                INFERD__V1__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED,
-		                "too many calls in flight (max_calls = %u)", cfg->max_calls);
+		                "too many calls in flight (max_calls = %u)", srv->limits.max_calls);
 		goto out;
 	}
-	uint64_t deadline_ms = f->deadline_ms ? f->deadline_ms : cfg->default_deadline_ms;
+	uint64_t deadline_ms = f->deadline_ms ? f->deadline_ms : srv->limits.default_deadline_ms;
 	struct call *c = call_new(srv, lis, hdr, hlen, f->call_id, method, deadline_ms);
 	if (!c) {
 		listener_reject(lis, hdr, hlen, f->call_id, method,

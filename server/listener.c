@@ -92,14 +92,19 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	/* More may be waiting: the fd stays readable, so the loop calls back after other work. */
 }
 
+void listener_set_max_frame(struct listener *lis, size_t max_frame_bytes)
+{
+	/* nanomsg drops the connection of a peer that sends more than NN_RCVMAXSIZE; frames
+	 * between max_frame_bytes and this get a RESOURCE_EXHAUSTED reply instead. */
+	int maxsize = (int)(max_frame_bytes * 2 + 65536);
+	nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
+}
+
 int listener_open(struct listener *lis, struct inferd_server *srv, const char *url,
                   char *err, size_t errlen)
 {
 	int rcvfd;
 	size_t sz = sizeof(rcvfd);
-	/* nanomsg drops the connection of a peer that sends more than NN_RCVMAXSIZE; frames
-	 * between max_frame_bytes and this get a RESOURCE_EXHAUSTED reply instead. */
-	int maxsize = (int)(srv->cfg->max_frame_bytes * 2 + 65536);
 	int bufsize = 4 << 20;
 	int nodelay = 1; /* small frames must not wait for Nagle's algorithm (~40 ms stalls) */
 
@@ -112,8 +117,8 @@ int listener_open(struct listener *lis, struct inferd_server *srv, const char *u
 	lis->sock = nn_socket(AF_SP_RAW, NN_REP);
 	if (lis->sock < 0)
 		goto nn_fail;
-	if (nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize)) < 0 ||
-	    nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_SNDBUF, &bufsize, sizeof(bufsize)) < 0 ||
+	listener_set_max_frame(lis, srv->limits.max_frame_bytes);
+	if (nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_SNDBUF, &bufsize, sizeof(bufsize)) < 0 ||
 	    nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_RCVBUF, &bufsize, sizeof(bufsize)) < 0 ||
 	    nn_setsockopt(lis->sock, NN_TCP, NN_TCP_NODELAY, &nodelay, sizeof(nodelay)) < 0)
 		goto nn_fail;

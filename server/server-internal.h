@@ -74,9 +74,18 @@ struct call_table {
 	size_t count;
 };
 
+/* The settings SIGHUP can change while the daemon runs (the rest needs a restart). */
+struct server_limits {
+	size_t max_frame_bytes;
+	unsigned max_calls;
+	uint64_t default_deadline_ms;
+	double drain_timeout_s;
+};
+
 struct inferd_server {
 	struct event_base *base;
 	const struct inferd_config *cfg;
+	struct server_limits limits;      /* from cfg at start, from the file on SIGHUP */
 	struct auth *auth;
 	struct listener *listeners;
 	size_t n_listeners;
@@ -132,6 +141,7 @@ void listener_reject(struct listener *lis, const uint8_t *header, size_t header_
 int listener_open(struct listener *lis, struct inferd_server *srv, const char *url,
                   char *err, size_t errlen);
 void listener_close(struct listener *lis);
+void listener_set_max_frame(struct listener *lis, size_t max_frame_bytes);
 
 /* ---- dispatch (dispatch.c) and methods (methods.c) --------------------------------------- */
 

@@ -88,7 +88,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void start_drain(struct inferd_server *srv, const char *why)
 {
-	double t = srv->cfg->drain_timeout_s;
+	double t = srv->limits.drain_timeout_s;
 	struct timeval tv = { .tv_sec = (time_t)t, .tv_usec = (suseconds_t)((t - (time_t)t) * 1e6) };
 
 	if (srv->state != SERVER_STATE_SERVING) {
@@ -123,7 +123,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		start_drain(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		return;
 	}
-	/* SIGHUP: re-read the config file and apply its log level. */
+	/* SIGHUP: re-read the config file and apply its log level and limits. */
 	if (!srv->cfg->path) {
 		log_info("SIGHUP: no config file to reload");
 		return;
@@ -135,7 +135,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		log_error("SIGHUP: keeping the current settings: %s", err);
 	} else {
 		log_set_level(fresh.log_level);
-		log_info("SIGHUP: log level is now %s", log_level_name(fresh.log_level));
+		srv->limits = (struct server_limits){
+			.max_frame_bytes = fresh.max_frame_bytes,
+			.max_calls = fresh.max_calls,
+			.default_deadline_ms = fresh.default_deadline_ms,
+			.drain_timeout_s = fresh.drain_timeout_s,
+		};
+		for (size_t i = 0; i < srv->n_listeners; i++)
+			listener_set_max_frame(&srv->listeners[i], fresh.max_frame_bytes);
+		log_info("SIGHUP: log level is now %s; max_calls %u, max_frame_bytes %zu, "
+		         "default_deadline_ms %llu, drain_timeout %.1f s",
+		         log_level_name(fresh.log_level), fresh.max_calls, fresh.max_frame_bytes,
+		         (unsigned long long)fresh.default_deadline_ms, fresh.drain_timeout_s);
 	}
 	config_fini(&fresh);
 }
@@ -173,6 +184,12 @@ int inferd_server_new(const struct inferd_config *cfg, struct inferd_server **ou
 		return -ENOMEM;
 	}
 	srv->cfg = cfg;
+	srv->limits = (struct server_limits){
+		.max_frame_bytes = cfg->max_frame_bytes,
+		.max_calls = cfg->max_calls,
+		.default_deadline_ms = cfg->default_deadline_ms,
+		.drain_timeout_s = cfg->drain_timeout_s,
+	};
 	srv->started = server_now();
 	srv->state = SERVER_STATE_SERVING;
 	read_allocator(srv);

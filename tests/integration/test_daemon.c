@@ -359,25 +359,39 @@ Test(daemon, start_up_errors_are_clear)
 	cr_expect(strstr(out, "inferd 0.1.0") != NULL, "%s", out);
 }
 
-Test(daemon, sighup_reloads_the_log_level)
+Test(daemon, sighup_reloads_the_log_level_and_limits)
 {
 	td_start(&d, "[log]\nlevel = info", NULL);
 	FILE *f = fopen(d.conf_path, "w");
 	cr_assert_not_null(f);
-	fprintf(f, "[server]\nlisten = %s\nlisten = %s\n[log]\nlevel = debug\n", d.tcp_url, d.ipc_url);
+	fprintf(f, "[server]\nlisten = %s\nlisten = %s\nmax_frame_bytes = 4096\n"
+	        "[http]\nenabled = false\n[log]\nlevel = debug\n", d.tcp_url, d.ipc_url);
 	fclose(f);
 	td_signal(&d, SIGHUP);
 	for (int i = 0; i < 100 && !td_log_contains(&d, "log level is now debug"); i++)
 		usleep(20000);
 	cr_expect(td_log_contains(&d, "SIGHUP: log level is now debug"));
+	cr_expect(td_log_contains(&d, "max_frame_bytes 4096"));
 	/* At debug level, calls are logged. */
 	struct inferd_client *c = td_client(&d, false, NULL);
 	Inferd__V1__StatsReply *s = get_stats(c);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
-	inferd_client_free(c);
 	for (int i = 0; i < 100 && !td_log_contains(&d, " Stats"); i++)
 		usleep(20000);
 	cr_expect(td_log_contains(&d, " Stats"));
+	/* The new frame limit applies: a 10000-byte Echo is refused. */
+	Inferd__V1__EchoRequest req = INFERD__V1__ECHO_REQUEST__INIT;
+	static uint8_t big[10000];
+	uint8_t *payload = malloc(12000);
+	char msg[256];
+	req.data.data = big;
+	req.data.len = sizeof(big);
+	size_t n = inferd__v1__echo_request__pack(&req, payload);
+	cr_expect_eq(inferd_client_call(c, INFERD__V1__METHOD__METHOD_ECHO, payload, n, NULL, NULL,
+	                                NULL, msg, sizeof(msg)),
+	             INFERD__V1__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED, "%s", msg);
+	free(payload);
+	inferd_client_free(c);
 	cr_expect_eq(td_stop(&d), 0);
 }
 

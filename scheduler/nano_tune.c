@@ -116,19 +116,25 @@ int nano_tune(struct llama_model *m, struct backend *be, int batch, int context,
 		fprintf(report, "tune: batch %d x context %d: unsplit %.2f ms per iteration\n", batch,
 		        context, t_off * 1e3);
 	static const double splits[] = { 0.25, 0.375, 0.5, 0.625, 0.75 };
-	int half = n_threads > 1 ? n_threads / 2 : 1;
-	for (size_t i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
-		struct fwd_nano np = { .split = splits[i], .min_tokens = 2,
-		                       .threads = { half, n_threads > 1 ? n_threads - half : 1 } };
-		double t;
-		if ((rc = time_decode(&b, &np, 7, &t)) < 0)
-			goto fail_run;
-		if (report)
-			fprintf(report, "tune: split %.3f, threads %d+%d: %.2f ms (%.3fx unsplit)\n",
-			        np.split, np.threads[0], np.threads[1], t * 1e3, t_off / t);
-		if (best == 0 || t < best) {
-			best = t;
-			out->params = np;
+	/* Thread splits: even, and (with 3 cores or more) lopsided both ways. */
+	int tsplits[3][2] = { { n_threads > 1 ? n_threads / 2 : 1,
+	                        n_threads > 1 ? n_threads - n_threads / 2 : 1 },
+	                      { 1, n_threads - 1 }, { n_threads - 1, 1 } };
+	int n_tsplits = n_threads >= 3 ? 3 : 1;
+	for (int ts = 0; ts < n_tsplits; ts++) {
+		for (size_t i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+			struct fwd_nano np = { .split = splits[i], .min_tokens = 2,
+			                       .threads = { tsplits[ts][0], tsplits[ts][1] } };
+			double t;
+			if ((rc = time_decode(&b, &np, 7, &t)) < 0)
+				goto fail_run;
+			if (report)
+				fprintf(report, "tune: split %.3f, threads %d+%d: %.2f ms (%.3fx unsplit)\n",
+				        np.split, np.threads[0], np.threads[1], t * 1e3, t_off / t);
+			if (best == 0 || t < best) {
+				best = t;
+				out->params = np;
+			}
 		}
 	}
 	out->t_off = t_off;

@@ -528,3 +528,46 @@ Test(generate, nano_batching_gives_the_same_tokens)
 	concurrent_equals_alone(16, 16);
 	cr_expect(td_log_contains(&d, "nano-batching on, untuned"));
 }
+
+Test(generate, tune_writes_a_profile_that_start_up_reads)
+{
+	char conf[300], out[8192], tune[300];
+	make_model_with(TINY_ARGS);
+	snprintf(conf, sizeof(conf), "%s/tune.conf", model_dir);
+	snprintf(tune, sizeof(tune), "%s.tune", tiny_path);
+	FILE *f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "[model.tiny]\npath = %s\nmax_sequences = 8\ntune_context = 64\n", tiny_path);
+	fclose(f);
+	char *args[] = { "--config", conf, "--tune", "tiny", NULL };
+	cr_assert_eq(td_run_inferd(args, out, sizeof(out)), 0, "%s", out);
+	cr_expect(strstr(out, "tune: batch 8 x context 64") != NULL, "%s", out);
+	cr_expect(strstr(out, "wrote ") != NULL, "%s", out);
+	struct stat st;
+	cr_assert_eq(stat(tune, &st), 0, "no profile at %s", tune);
+
+	/* Start-up with nano_batching = auto follows the profile. */
+	char extra[600];
+	snprintf(extra, sizeof(extra), "[model.tiny]\npath = %s\nnano_batching = auto\n", tiny_path);
+	td_start(&d, extra, NULL);
+	cr_expect(td_log_contains(&d, "(profile "), "the profile was not read");
+	struct inferd_client *c = td_client(&d, false, NULL);
+	struct gen_result g;
+	struct gen_args a = { .text = "tuned", .max_tokens = 4, .ignore_eos = true };
+	run_gen(c, &a, &g);
+	cr_expect_eq(g.status, STATUS(OK));
+	inferd_client_free(c);
+	td_cleanup(&d);
+
+	/* A broken profile is ignored with a warning, and the daemon still starts. */
+	f = fopen(tune, "w");
+	cr_assert_not_null(f);
+	fputs("[nano]\nsplit = banana\n", f);
+	fclose(f);
+	td_start(&d, extra, NULL);
+	cr_expect(td_log_contains(&d, "ignoring the nano-batching profile"));
+
+	char *bad[] = { "--config", conf, "--tune", "nope", NULL };
+	cr_expect_eq(td_run_inferd(bad, out, sizeof(out)), 1);
+	cr_expect(strstr(out, "no such model") != NULL, "%s", out);
+}

@@ -249,10 +249,25 @@ static void on_token(struct generation *g, const struct llm_event *ev)
 	g->sink->piece(&p, g->arg);
 }
 
+/* Appends len bytes to a growing buffer. @return 0 or -ENOMEM. */
+static int append(char **buf, size_t *len, const char *text, size_t n)
+{
+	if (!n)
+		return 0;
+	char *b = realloc(*buf, *len + n + 1);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b + *len, text, n);
+	*len += n;
+	b[*len] = '\0';
+	*buf = b;
+	return 0;
+}
+
 static void on_end(struct generation *g, const struct llm_event *ev)
 {
 	struct gen_end e = { .status = GEN_OK, .finish = ev->finish, .text = "" };
-	char tail[64];
+	char *tail = NULL;
 	size_t tail_len = 0;
 	const char *t;
 	size_t n;
@@ -269,28 +284,25 @@ static void on_end(struct generation *g, const struct llm_event *ev)
 		finish(g, &e, false);
 		return;
 	}
-	/* Held-back bytes: the detokenizer's incomplete tail, then the stop matcher's. */
+	/* Held-back bytes: the detokenizer's incomplete tail (through the stop matcher), then
+	 * what the stop matcher still holds. */
 	if (tok_stream_flush(g->stream, &t, &n) == 0 && n) {
 		if (g->stop) {
 			const char *o;
 			size_t on;
-			if (stop_matcher_feed(g->stop, t, n, &o, &on, NULL) == 0 && on < sizeof(tail)) {
-				memcpy(tail, o, on);
-				tail_len = on;
-			}
-		} else if (n < sizeof(tail)) {
-			memcpy(tail, t, n);
-			tail_len = n;
+			if (stop_matcher_feed(g->stop, t, n, &o, &on, NULL) == 0)
+				append(&tail, &tail_len, o, on);
+		} else {
+			append(&tail, &tail_len, t, n);
 		}
 	}
-	if (g->stop && stop_matcher_flush(g->stop, &t, &n) == 0 && tail_len + n < sizeof(tail)) {
-		memcpy(tail + tail_len, t, n);
-		tail_len += n;
-	}
-	e.text = tail;
+	if (g->stop && stop_matcher_flush(g->stop, &t, &n) == 0)
+		append(&tail, &tail_len, t, n);
+	e.text = tail ? tail : "";
 	e.len = tail_len;
 	fill_usage(&e, ev);
 	finish(g, &e, false);
+	free(tail);
 }
 
 static struct generation *find(struct served_model *m, uint64_t id)

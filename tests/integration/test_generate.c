@@ -495,6 +495,21 @@ Test(generate, stop_strings_end_the_text_before_them)
 	cr_expect_eq(cut.text_len, (size_t)(at - full.text), "text before the stop string only");
 	cr_expect(strncmp(cut.text, full.text, cut.text_len) == 0);
 	cr_expect_null(strstr(cut.text, stop), "the stop string itself is never sent");
+
+	/* A stop string that the whole output starts: everything is held back until the end,
+	 * and must still come out in full. */
+	char never[sizeof(full.text) + 2];
+	memcpy(never, full.text, full.text_len);
+	memcpy(never + full.text_len, "Q", 2);
+	struct gen_args c2 = a;
+	c2.stop = never;
+	struct gen_result all;
+	run_gen(c, &c2, &all);
+	cr_assert_eq(all.status, STATUS(OK), "%s", all.message);
+	cr_expect_eq(all.finish, INFERD__V1__FINISH_REASON__FINISH_REASON_LENGTH);
+	cr_expect_eq(all.text_len, full.text_len, "held-back text was lost: %zu of %zu bytes",
+	             all.text_len, full.text_len);
+	cr_expect_str_eq(all.text, full.text);
 	inferd_client_free(c);
 }
 

@@ -193,7 +193,11 @@ static void iterate(struct llm_worker *w)
 	int rc;
 
 	if (!plan->n_items) {
+		/* Nothing can run now (cannot last: with nothing running every block is free). Do
+		 * not spin on it. */
 		sched_plan_done(w->sched);
+		struct timespec nap = { .tv_sec = 0, .tv_nsec = 1000000 };
+		nanosleep(&nap, NULL);
 		return;
 	}
 	for (uint32_t i = 0; i < plan->n_items; i++) {

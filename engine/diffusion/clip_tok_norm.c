@@ -143,6 +143,10 @@ static uint32_t lower(uint32_t c)
 			return c + 1;
 		return c;
 	}
+	if (c >= 0x2160 && c <= 0x216f) /* Roman numerals */
+		return c + 16;
+	if (c >= 0x24b6 && c <= 0x24cf) /* circled Latin */
+		return c + 26;
 	if (c >= 0xff21 && c <= 0xff3a) /* fullwidth Latin */
 		return c + 32;
 	return c;

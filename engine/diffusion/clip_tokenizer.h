@@ -2,8 +2,8 @@
  * diffusers `tokenizer/` folder (vocab.json + merges.txt).
  *
  * Encoding a prompt:
- *  1. lower-case (simple one-to-one case mapping of Latin, Greek, Cyrillic, Armenian and
- *     fullwidth letters), invalid UTF-8 replaced by U+FFFD;
+ *  1. lower-case (simple one-to-one case mapping of Latin, Greek, Cyrillic, Armenian,
+ *     fullwidth and circled letters, Roman numerals), invalid UTF-8 replaced by U+FFFD;
  *  2. runs of Unicode White_Space collapsed to one space, ends stripped;
  *  3. words by CLIP's pre-tokenizer regex (PCRE2, UTF + UCP):
  *     <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+

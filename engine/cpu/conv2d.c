@@ -96,7 +96,7 @@ static int make_pd(const struct conv2d *c, int64_t n, int64_t h, int64_t w, int6
                    int64_t ow, const dnnl_memory_desc_t *wmd, dnnl_primitive_desc_t *pd)
 {
 	const struct conv2d_desc *d = &c->d;
-	dnnl_format_tag_t io = (c->flags & CONV2D_PLAIN_IO) ? dnnl_nchw : dnnl_format_tag_any;
+	dnnl_format_tag_t io = (c->flags & CONV2D_BLOCKED_IO) ? dnnl_format_tag_any : dnnl_nchw;
 	dnnl_dims_t sd = {n, d->in_ch, h, w}, dd = {n, d->out_ch, oh, ow};
 	dnnl_dims_t wd = {d->out_ch, d->in_ch, d->kh, d->kw};
 	dnnl_dims_t strides = {d->stride_h, d->stride_w};

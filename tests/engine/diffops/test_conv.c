@@ -14,22 +14,24 @@
 /* No pointers: criterion runs each case in a fresh process. */
 struct conv_case {
 	int n, cin, cout, h, w, kh, kw, sh, sw, pt, pl, pb, pr;
-	int bias, f16, plain;
+	int bias, f16, blocked;
 };
 
 ParameterizedTestParameters(conv2d, matches_reference)
 {
 	static struct conv_case cases[] = {
-		/* n cin cout  h  w kh kw sh sw pt pl pb pr bias f16 plain */
+		/* n cin cout  h  w kh kw sh sw pt pl pb pr bias f16 blocked */
 		{1, 4, 8, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0},   /* 3x3 "same" */
 		{2, 5, 7, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0},    /* odd everything */
 		{1, 8, 16, 13, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0},   /* 1x1 projection */
 		{2, 6, 6, 15, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0},   /* UNet downsample */
 		{1, 4, 4, 10, 12, 3, 3, 2, 2, 0, 0, 1, 1, 1, 0, 0},   /* VAE downsample (0,1,0,1) */
+		{1, 4, 4, 10, 12, 3, 3, 2, 2, 0, 0, 1, 1, 1, 0, 1},   /* same, blocked */
+		{2, 5, 7, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* odd, F16, blocked */
 		{1, 3, 9, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, 0},     /* no bias, RGB in */
 		{3, 16, 8, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0},    /* F16 weights */
 		{1, 5, 3, 9, 9, 5, 3, 1, 2, 2, 1, 2, 1, 1, 0, 0},     /* 5x3 kernel, mixed */
-		{2, 8, 8, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1},   /* plain NCHW primitive */
+		{2, 8, 8, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1},   /* blocked activations, reorders */
 		{1, 4, 4, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0},     /* 1x1 image */
 		{1, 32, 32, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0},   /* wider */
 	};
@@ -82,9 +84,9 @@ ParameterizedTest(struct conv_case *k, conv2d, matches_reference)
 	}
 	struct conv2d *c = NULL;
 	int err = k->f16 ? conv2d_new(&d, DTYPE_F16, w16, k->bias ? b16 : NULL,
-	                              k->plain ? CONV2D_PLAIN_IO : 0, &c)
+	                              k->blocked ? CONV2D_BLOCKED_IO : 0, &c)
 	                 : conv2d_new(&d, DTYPE_F32, wt, k->bias ? b : NULL,
-	                              k->plain ? CONV2D_PLAIN_IO : 0, &c);
+	                              k->blocked ? CONV2D_BLOCKED_IO : 0, &c);
 	cr_assert_eq(err, 0, "conv2d_new: %d", err);
 	int64_t oh, ow;
 	cr_assert_eq(conv2d_out_size(c, k->h, k->w, &oh, &ow), 0);
@@ -159,7 +161,7 @@ Test(conv2d, concurrent_calls_on_one_layer)
 	du_fill(&r, wt, 8 * 8 * 9, 0.5f, 0.0f);
 	du_fill(&r, x, 8 * 17 * 16, 1.0f, 0.0f);
 	struct conv2d *c;
-	cr_assert_eq(conv2d_new(&d, DTYPE_F32, wt, NULL, 0, &c), 0);
+	cr_assert_eq(conv2d_new(&d, DTYPE_F32, wt, NULL, CONV2D_BLOCKED_IO, &c), 0);
 	struct thr_arg a[2] = {{c, x, y0, 0}, {c, x, y1, 0}};
 	pthread_t t[2];
 	for (int i = 0; i < 2; i++)

@@ -166,12 +166,17 @@ static int parse_tensor(struct st_file *f, struct st_tensor *t, const char *key,
 	t->nbytes = end - begin;
 	if (t->elem_bits) {
 		/* nbytes * 8 cannot overflow (nbytes <= file size); compare in bits. */
-		if (nel > UINT64_MAX / t->elem_bits || nel * t->elem_bits != t->nbytes * 8)
+		if (nel > UINT64_MAX / t->elem_bits)
+			return FERR(-EBADMSG, "tensor '%s': byte size of %llu elements of %s overflows",
+			            key, (unsigned long long)nel, t->dtype_name);
+		uint64_t bits = nel * t->elem_bits;
+		if (bits != t->nbytes * 8)
 			return FERR(-EBADMSG, "tensor '%s': %llu bytes at data_offsets [%llu, %llu] do not "
-			            "hold %llu elements of %s (shape needs %s bytes)", key,
+			            "hold %llu elements of %s (%llu %s)", key,
 			            (unsigned long long)t->nbytes, (unsigned long long)begin,
 			            (unsigned long long)end, (unsigned long long)nel, t->dtype_name,
-			            nel > UINT64_MAX / t->elem_bits ? "more than 2^64" : "a different number of");
+			            (unsigned long long)(bits % 8 ? bits : bits / 8),
+			            bits % 8 ? "bits" : "bytes");
 	}
 	t->offset = 8 + f->header_len + begin;
 	t->data = t->nbytes ? f->base + t->offset : NULL;

@@ -18,6 +18,7 @@
 #include "dtype.h"
 #include "gguf_write.h"
 #include "mkmodel.h"
+#include "mkmodel-diffusion.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -247,7 +248,8 @@ static void usage(FILE *f)
 	        "           [--kv-heads N] [--ffn N] [--vocab N] [--context N]\n"
 	        "           [--dtype f32|f16|q8_0|q4_0] [--tokenizer spm|bpe] [--seed N]\n"
 	        "           [--rope-base F] [--tied] [--name NAME]\n"
-	        "       inferd-mkmodel diffusion --out PATH ...\n"
+	        "       inferd-mkmodel diffusion --out DIR [--seed N] [--size tiny|small]\n"
+	        "           [--dtype f32|f16]\n"
 	        "Writes a small llama-architecture GGUF v3 model with random weights\n"
 	        "(deterministic for a seed). Defaults: --dim 64 --layers 2 --heads 4\n"
 	        "--kv-heads = heads --ffn 192 --vocab 512 --context 256 --dtype f32\n"
@@ -334,11 +336,8 @@ int main(int argc, char **argv)
 	}
 	if (argc < 2)
 		return bad("%s", "missing model kind: llm or diffusion");
-	if (strcmp(argv[1], "diffusion") == 0) {
-		fprintf(stderr, "inferd-mkmodel: not implemented yet: diffusion models arrive with "
-		        "the diffusion issue\n");
-		return 2;
-	}
+	if (strcmp(argv[1], "diffusion") == 0)
+		return mkmodel_diffusion_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "llm") != 0)
 		return bad("unknown model kind '%s' (llm or diffusion)", argv[1]);
 

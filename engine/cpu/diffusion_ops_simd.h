@@ -59,11 +59,19 @@ DOPS_AVX2 static inline __m256 dops_exp(__m256 x)
 	return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
+/* 1 / d: the approximate reciprocal and one Newton step (relative error ~1e-7, faster than
+ * a division, which does not pipeline on these cores). d > 2^126 may give 0. */
+DOPS_AVX2 static inline __m256 dops_recip(__m256 d)
+{
+	__m256 r = _mm256_rcp_ps(d);
+	return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
+}
+
 /* x / (1 + exp(-x)) */
 DOPS_AVX2 static inline __m256 dops_silu8(__m256 x)
 {
 	__m256 e = dops_exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
-	return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+	return _mm256_mul_ps(x, dops_recip(_mm256_add_ps(_mm256_set1_ps(1.0f), e)));
 }
 
 /* gelu_erf(x) = 0.5 x (1 + erf(z)), z = x / sqrt 2. With erfc(|z|) = q(t) exp(-z^2),

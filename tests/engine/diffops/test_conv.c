@@ -209,3 +209,51 @@ Test(conv2d, rejects_bad_arguments)
 	conv2d_free(c);
 	conv2d_free(NULL);
 }
+
+/* A whole number in [lo, hi]. */
+static int draw(struct du_rng *r, int lo, int hi)
+{
+	int v = lo + (int)((du_uniform(r) + 1.0f) * 0.5f * (float)(hi - lo + 1));
+	return v > hi ? hi : v;
+}
+
+Test(conv2d, random_shapes_match_reference)
+{
+	struct du_rng r = {2026};
+	for (int it = 0; it < 40; it++) {
+		/* sizes drawn from small odd ranges; padding below the kernel size */
+		int kh = draw(&r, 1, 4), kw = draw(&r, 1, 4);
+		struct conv2d_desc d = {
+			.in_ch = draw(&r, 1, 13),
+			.out_ch = draw(&r, 1, 13),
+			.kh = kh, .kw = kw,
+			.stride_h = 1 + (it % 2), .stride_w = 1 + (it / 2) % 2,
+			.pad_t = it % kh, .pad_l = (it / 3) % kw, .pad_b = (it / 2) % kh, .pad_r = it % kw,
+		};
+		int n = 1 + it % 3;
+		int h = kh + draw(&r, 0, 12), w = kw + draw(&r, 0, 12);
+		int64_t wn = (int64_t)d.out_ch * d.in_ch * kh * kw, xn = (int64_t)n * d.in_ch * h * w;
+		float *wt = du_alloc(wn), *b = du_alloc(d.out_ch), *x = du_alloc(xn);
+		du_fill(&r, wt, wn, 0.5f, 0.0f);
+		du_fill(&r, b, d.out_ch, 0.5f, 0.0f);
+		du_fill(&r, x, xn, 1.0f, 0.0f);
+		struct conv2d *c;
+		unsigned flags = it % 5 ? 0 : CONV2D_BLOCKED_IO;
+		cr_assert_eq(conv2d_new(&d, DTYPE_F32, wt, it % 4 ? b : NULL, flags, &c), 0, "case %d", it);
+		int64_t oh, ow;
+		cr_assert_eq(conv2d_out_size(c, h, w, &oh, &ow), 0);
+		int64_t yn = (int64_t)n * d.out_ch * oh * ow;
+		float *y = du_alloc(yn), *yr = du_alloc(yn);
+		double *want = calloc((size_t)yn, sizeof(double));
+		cr_assert_eq(conv2d_run(c, x, n, h, w, y), 0, "case %d", it);
+		cr_assert_eq(conv2d_reference(&d, wt, it % 4 ? b : NULL, x, n, h, w, yr), 0);
+		for (int64_t i = 0; i < yn; i++)
+			want[i] = yr[i];
+		cr_expect(du_close("random conv", y, want, yn, 1e-4, 1e-5),
+		          "case %d: %dx%d k%dx%d s%d,%d p%d,%d,%d,%d ci%d co%d n%d", it, h, w, kh, kw,
+		          d.stride_h, d.stride_w, d.pad_t, d.pad_l, d.pad_b, d.pad_r, d.in_ch, d.out_ch,
+		          n);
+		conv2d_free(c);
+		free(wt), free(b), free(x), free(y), free(yr), free(want);
+	}
+}

@@ -78,6 +78,27 @@ Test(diffops, group_norm_matches_reference)
 		}
 }
 
+Test(diffops, group_norm_random_shapes)
+{
+	struct du_rng r = {77};
+	BOTH_PATHS
+	for (int it = 0; it < 30; it++) {
+		int g = 1 + (int)((du_uniform(&r) + 1.0f) * 4.0f), cg = 1 + it % 5;
+		int n = 1 + it % 3, c = g * cg, hw = 1 + (int)((du_uniform(&r) + 1.0f) * 150.0f);
+		int64_t cnt = (int64_t)n * c * hw;
+		float *x = du_alloc(cnt), *y = du_alloc(cnt), *w = du_alloc(c), *b = du_alloc(c);
+		double *want = calloc((size_t)cnt, sizeof(double));
+		du_fill(&r, x, cnt, 2.0f, -1.0f);
+		du_fill(&r, w, c, 1.0f, 0.0f);
+		du_fill(&r, b, c, 1.0f, 0.0f);
+		cr_assert_eq(dops_group_norm(x, y, n, c, hw, g, w, b, 1e-6f, it % 2, 0), 0);
+		group_norm_ref(x, want, n, c, hw, g, w, b, 1e-6, it % 2);
+		cr_expect(du_close("group_norm random", y, want, cnt, 5e-5, 5e-5),
+		          "scalar %d: n %d c %d hw %d groups %d", scalar, n, c, hw, g);
+		free(x), free(y), free(w), free(b), free(want);
+	}
+}
+
 Test(diffops, group_norm_rejects_uneven_groups)
 {
 	float x[30] = {0}, y[30];

@@ -376,7 +376,7 @@ Test(mkmodel, bad_usage_exits_2_and_io_errors_exit_1, .init = setup, .fini = tea
 		{ "llm", "--out", out, "--bogus", NULL },
 		{ "llm", "--out", NULL },
 		{ "transformer", NULL },
-		{ "diffusion", "--out", out, NULL },
+		{ "diffusion", "--out", out, "--size", "huge", NULL },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		cr_expect_eq(mkmodel(errfile, cases[i]), 2, "case %zu should be a usage error", i);
@@ -387,7 +387,7 @@ Test(mkmodel, bad_usage_exits_2_and_io_errors_exit_1, .init = setup, .fini = tea
 	}
 	size_t len;
 	uint8_t *msg = slurp(errfile, &len);
-	cr_expect(len > 0 && strstr((char *)msg, "not implemented yet") != NULL);
+	cr_expect(len > 0 && strstr((char *)msg, "--size: 'huge'") != NULL);
 	free(msg);
 	cr_assert(access(out, F_OK) != 0, "nothing written on usage errors");
 

@@ -430,24 +430,43 @@ static int encode(const struct clip_tokenizer *t, const char *text, size_t len,
 		rc = -ENOMEM;
 		goto cleanup;
 	}
-	for (size_t pos = 0; pos < nn && k->n < k->stop;) {
-		int m = pcre2_match(t->re, (PCRE2_SPTR)norm, nn, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-		if (m == PCRE2_ERROR_NOMATCH)
-			break;
-		if (m < 0) {
-			rc = -EINVAL; /* match limits: not reachable with this pattern */
-			goto cleanup;
+	/* Special-token text is split out first (as HF's added-token matching), then each
+	 * segment between them runs through the regex on its own. */
+	for (size_t seg = 0; seg < nn && k->n < k->stop;) {
+		size_t end = seg, sp_len = 0;
+		int32_t sp_id = -1;
+		for (; end < nn; end++) {
+			if (norm[end] != '<')
+				continue;
+			if (nn - end >= 15 && memcmp(norm + end, "<|startoftext|>", 15) == 0) {
+				sp_id = t->bos;
+				sp_len = 15;
+				break;
+			}
+			if (nn - end >= 13 && memcmp(norm + end, "<|endoftext|>", 13) == 0) {
+				sp_id = t->eos;
+				sp_len = 13;
+				break;
+			}
 		}
-		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-		size_t s = ov[0], e = ov[1];
-		pos = e > s ? e : s + 1;
-		if (e <= s)
-			continue;
-		int32_t sp = clip_tok_lookup(t, norm + s, e - s);
-		if (sp == t->bos || sp == t->eos)
-			sink_put(k, sp);
-		else
-			bpe_word(t, (const unsigned char *)norm + s, e - s, sym, k);
+		for (size_t pos = seg; pos < end && k->n < k->stop;) {
+			int m = pcre2_match(t->re, (PCRE2_SPTR)norm, end, pos, PCRE2_NO_UTF_CHECK, md,
+			                    NULL);
+			if (m == PCRE2_ERROR_NOMATCH)
+				break;
+			if (m < 0) {
+				rc = -EINVAL; /* match limits: not reachable with this pattern */
+				goto cleanup;
+			}
+			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+			size_t s = ov[0], e = ov[1];
+			pos = e > s ? e : s + 1;
+			if (e > s)
+				bpe_word(t, (const unsigned char *)norm + s, e - s, sym, k);
+		}
+		if (sp_id >= 0 && k->n < k->stop)
+			sink_put(k, sp_id);
+		seg = end + sp_len;
 	}
 	rc = 0;
 cleanup:

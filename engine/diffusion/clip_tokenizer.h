@@ -5,9 +5,10 @@
  *  1. lower-case (simple one-to-one case mapping of Latin, Greek, Cyrillic, Armenian,
  *     fullwidth and circled letters, Roman numerals), invalid UTF-8 replaced by U+FFFD;
  *  2. runs of Unicode White_Space collapsed to one space, ends stripped;
- *  3. words by CLIP's pre-tokenizer regex (PCRE2, UTF + UCP):
+ *  3. the special-token texts <|startoftext|> and <|endoftext|> (after lower-casing) are split
+ *     out as their tokens (HF's added-token matching); the text between them is cut into words
+ *     by CLIP's pre-tokenizer regex (PCRE2, UTF + UCP):
  *     <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
- *     (a word that is exactly a special token's text is that token);
  *  4. each word's bytes mapped to GPT-2's byte-to-unicode characters, the last symbol
  *     carrying the end-of-word suffix "</w>", then adjacent pairs merged by merge rank
  *     (lowest first, leftmost on ties);

@@ -13,13 +13,21 @@ byte-to-unicode map, '</w>' on the last symbol of a word, merges by rank.
       encodes every corpus line (no BOS/EOS, no truncation) and writes OUT as records of
       u32 n_bytes, UTF-8 text, u32 n_ids, i32 ids (little-endian)
 
+  clip_tokenizer_ref.py hf-check VENV CORPUS
+      checks this reference against HF `tokenizers` (pinned; installed into the venv VENV on
+      first use) built with CLIP's configuration, on a generated vocabulary; exit 77 (skip)
+      when the package cannot be installed (offline)
+
 Corpus lines: escapes \\n \\t \\r \\\\ \\u{HEX}; '#' lines and blank lines are comments; \\e is the
 empty string.
 """
 import collections
 import json
+import os
 import struct
+import subprocess
 import sys
+import tempfile
 import unicodedata
 
 SPECIALS = ("<|startoftext|>", "<|endoftext|>")
@@ -115,14 +123,30 @@ def bpe(symbols, ranks):
     return word
 
 
+def split_specials(s):
+    """Special-token text is taken out before the pre-tokenizer (HF added tokens)."""
+    parts, i = [], 0
+    while True:
+        hits = [(s.find(sp, i), sp) for sp in SPECIALS if s.find(sp, i) >= 0]
+        if not hits:
+            return parts + [s[i:]]
+        j, sp = min(hits)
+        parts += [s[i:j], sp]
+        i = j + len(sp)
+
+
 def encode(text, vocab, ranks):
     ids = []
-    for w in pre_tokenize(normalize(text)):
-        if w in SPECIALS:
-            ids.append(vocab[w])
+    for part in split_specials(normalize(text)):
+        if part in SPECIALS:
+            ids.append(vocab[part])
             continue
-        for sym in bpe(word_symbols(w), ranks):
-            ids.append(vocab.get(sym, vocab["<|endoftext|>"]))
+        for w in pre_tokenize(part):
+            if w in SPECIALS:
+                ids.append(vocab[w])
+                continue
+            for sym in bpe(word_symbols(w), ranks):
+                ids.append(vocab.get(sym, vocab["<|endoftext|>"]))
     return ids
 
 
@@ -203,7 +227,68 @@ def load(folder):
     return vocab, ranks
 
 
+HF_PIN = "tokenizers==0.20.3"
+
+
+def hf_tokenizer(vocab, merges):
+    from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers
+    bpe = models.BPE(vocab=vocab, merges=merges, unk_token="<|endoftext|>",
+                     continuing_subword_prefix="", end_of_word_suffix="</w>", fuse_unk=False)
+    tok = Tokenizer(bpe)
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                           normalizers.Lowercase()])
+    pattern = (r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]"
+               r"|[^\s\p{L}\p{N}]+")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=True) for t in SPECIALS])
+    return tok
+
+
+def hf_check(venv, corpus):
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        venv = os.path.abspath(venv)
+        py = os.path.join(venv, "bin", "python")
+        failed = venv + ".failed"
+        recent = os.path.exists(failed) and os.path.getmtime(failed) > __import__("time").time() - 600
+        if os.path.abspath(sys.prefix) != venv and not os.path.exists(venv + "/.ok") and not recent:
+            ok = subprocess.run([sys.executable, "-m", "venv", venv], capture_output=True).returncode == 0
+            ok = ok and subprocess.run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                                        "--timeout", "15", "--retries", "1", HF_PIN],
+                                       capture_output=True).returncode == 0
+            open(venv + "/.ok" if ok else failed, "w").close()
+        if os.path.abspath(sys.prefix) != venv and os.path.exists(venv + "/.ok"):
+            os.execv(py, [py, os.path.abspath(__file__), "hf-check", venv, corpus])
+        print("clip_tokenizer_ref: cannot install %s (offline?): HF check skipped" % HF_PIN)
+        return 77
+    with tempfile.TemporaryDirectory() as d:
+        main(["make-vocab", d])
+        vocab, ranks = load(d)
+    merges = sorted(ranks, key=ranks.get)
+    tok = hf_tokenizer(vocab, merges)
+    with open(corpus, encoding="utf-8") as f:
+        cases = [unescape(ln) for ln in f.read().split("\n") if ln and not ln.startswith("#")]
+    bad = 0
+    for text in cases:
+        hf, me = tok.encode(text, add_special_tokens=False).ids, encode(text, vocab, ranks)
+        if hf != me:
+            bad += 1
+            print("differs: %r\n  HF  %s\n  ref %s" % (text, hf, me))
+    print("%d cases, %d differ from HF tokenizers %s" % (len(cases), bad, tokenizers_version()))
+    return 1 if bad else 0
+
+
+def tokenizers_version():
+    import tokenizers
+    return tokenizers.__version__
+
+
 def main(argv):
+    if len(argv) == 3 and argv[0] == "hf-check":
+        return hf_check(argv[1], argv[2])
     if len(argv) >= 2 and argv[0] == "make-vocab":
         n = int(argv[3]) if len(argv) >= 4 and argv[2] == "--merges" else 400
         vocab, merges = train(n)

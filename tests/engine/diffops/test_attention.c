@@ -25,6 +25,8 @@ ParameterizedTestParameters(attention, matches_naive)
 		{2, 65, 600, 1, 64, 5, 0.3f, 3.0f},    /* explicit scale, peaked */
 		{1, 1, 1, 4, 8, 0, 0.0f, 1.0f},
 		{1, 130, 5, 2, 80, 0, 0.0f, 8.0f},     /* very peaked, short keys */
+		{2, 600, 77, 2, 40, 1, 0.0f, 1.0f},    /* several long query tiles (short keys) */
+		{1, 70, 129, 1, 24, 0, 0.0f, 1.0f},    /* just past the short-key tiling */
 	};
 	return cr_make_param_array(struct attn_case, cases, sizeof cases / sizeof cases[0]);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "cuda_probe.h"
 #include "inferd-config.h"
 #include "log.h"
 #include "models.h"
@@ -111,7 +112,8 @@ int main(int argc, char **argv)
 			no_http = 1;
 			break;
 		case 'V':
-			printf("inferd %s\n", INFERD_VERSION);
+			printf("inferd %s (backends: cpu%s)\n", INFERD_VERSION,
+			       cuda_built() ? ", cuda" : "");
 			rc = 0;
 			goto out;
 		case 'h':

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cuda_probe.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -172,6 +173,29 @@ static void read_allocator(struct inferd_server *srv)
 		snprintf(srv->allocator, sizeof(srv->allocator), "unknown");
 }
 
+/* Which compute backends this build has and which devices it sees. */
+static void log_backends(void)
+{
+	struct cuda_device_info dev[8];
+	char why[256];
+	int n = cuda_probe(dev, 8, why, sizeof(why));
+
+	if (n < 0) {
+		log_info("backends: cpu%s; running on the CPU (%s)", cuda_built() ? ", cuda" : "", why);
+		return;
+	}
+	if (n == 0) {
+		log_info("backends: cpu, cuda; no CUDA device visible: running on the CPU");
+		return;
+	}
+	for (int i = 0; i < n && i < 8; i++)
+		log_info("CUDA device %d: %s, compute capability %d.%d, %.1f GiB, %d SMs", i,
+		         dev[i].name, dev[i].major, dev[i].minor,
+		         (double)dev[i].memory_bytes / (1 << 30), dev[i].multiprocessors);
+	log_info("backends: cpu, cuda; the LLM path still runs on the CPU (the CUDA backend's "
+	         "kernels are not built yet)");
+}
+
 int inferd_server_new(const struct inferd_config *cfg, struct inferd_server **out, char *err,
                       size_t errlen)
 {
@@ -205,6 +229,7 @@ int inferd_server_new(const struct inferd_config *cfg, struct inferd_server **ou
 	              &srv->auth, err, errlen);
 	if (rc < 0)
 		goto fail;
+	log_backends();
 	/* Models load before the sockets open: ready means ready to generate. */
 	rc = models_open(srv, &srv->models, &srv->n_models, err, errlen);
 	if (rc < 0)

@@ -16,3 +16,18 @@ int cuda_probe(struct cuda_device_info *out, int max, char *err, size_t errlen)
 	snprintf(err, errlen, "this build has no CUDA backend (the CUDA toolkit was not found)");
 	return -ENOSYS;
 }
+
+#include "backend_cuda.h"
+
+int backend_cuda_init(struct backend *b, int device, char *err, size_t errlen)
+{
+	(void)b;
+	(void)device;
+	snprintf(err, errlen, "this build has no CUDA backend (the CUDA toolkit was not found)");
+	return -ENOSYS;
+}
+
+void backend_cuda_fini(struct backend *b)
+{
+	(void)b;
+}

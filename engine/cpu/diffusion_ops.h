@@ -1,6 +1,6 @@
 /* CPU operators of the diffusion models (UNet, VAE): normalisations, activations,
- * resampling, broadcast adds, dense multi-head attention and the timestep embedding. The
- * convolution is in conv.h.
+ * resampling, broadcast adds, layout changes, dense multi-head attention and the timestep
+ * embedding. The convolution is in conv.h.
  *
  * Activations are f32. Image tensors are NCHW with the batch explicit and contiguous
  * (hw = h * w); token tensors are rows with a row stride in floats (ld*). Each op has an
@@ -70,6 +70,19 @@ int dops_add(float *y, const float *x, int64_t count, int n_threads);
  * projected to (n, c)), 0 for one vector shared by the batch (a bias). */
 int dops_add_channel(float *y, const float *b, int64_t ldb, int64_t n, int64_t c, int64_t hw,
                      int n_threads);
+
+/* ---- layout ------------------------------------------------------------------------------------ */
+
+/* y[b] = x[b]^T for each of n matrices of rows x cols (contiguous): NCHW -> token rows
+ * (n, h*w, c) with rows = c, cols = h*w, and back with rows = h*w, cols = c. y must not
+ * overlap x. */
+int dops_transpose(const float *x, float *y, int64_t n, int64_t rows, int64_t cols,
+                   int n_threads);
+
+/* y (n, ca + cb, hw) = [a (n, ca, hw) | b (n, cb, hw)] along the channels (the UNet's skip
+ * connections, a first as torch.cat([a, b], dim=1)). y must not overlap a or b. */
+int dops_concat_channels(const float *a, int64_t ca, const float *b, int64_t cb, int64_t n,
+                         int64_t hw, float *y);
 
 /* ---- attention ---------------------------------------------------------------------------- */
 

@@ -27,6 +27,7 @@ ParameterizedTestParameters(attention, matches_naive)
 		{1, 130, 5, 2, 80, 0, 0.0f, 8.0f},     /* very peaked, short keys */
 		{2, 600, 77, 2, 40, 1, 0.0f, 1.0f},    /* several long query tiles (short keys) */
 		{1, 70, 129, 1, 24, 0, 0.0f, 1.0f},    /* just past the short-key tiling */
+		{2, 100, 300, 1, 512, 0, 0.0f, 0.2f},  /* VAE mid-block: one head of 512 */
 	};
 	return cr_make_param_array(struct attn_case, cases, sizeof cases / sizeof cases[0]);
 }

@@ -302,3 +302,47 @@ Test(diffops, timestep_embedding_conventions)
 	float o[4];
 	cr_expect_eq(dops_timestep_embedding(t, 1, &bad, o), -EINVAL);
 }
+
+/* ---- layout ------------------------------------------------------------------------------------- */
+
+Test(diffops, transpose_between_nchw_and_tokens)
+{
+	const int shapes[][3] = {{2, 320, 64}, {1, 13, 29}, {3, 8, 8}, {1, 1, 17}, {2, 40, 33}};
+	struct du_rng r = {12};
+	BOTH_PATHS
+	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+		int n = shapes[s][0], rows = shapes[s][1], cols = shapes[s][2];
+		int64_t cnt = (int64_t)n * rows * cols;
+		float *x = du_alloc(cnt), *y = du_alloc(cnt), *z = du_alloc(cnt);
+		du_fill(&r, x, cnt, 1.0f, 0.0f);
+		cr_assert_eq(dops_transpose(x, y, n, rows, cols, 0), 0);
+		for (int b = 0; b < n; b++)
+			for (int i = 0; i < rows; i++)
+				for (int j = 0; j < cols; j++)
+					cr_assert_eq(y[((int64_t)b * cols + j) * rows + i],
+					             x[((int64_t)b * rows + i) * cols + j],
+					             "scalar %d shape %zu at %d,%d,%d", scalar, s, b, i, j);
+		cr_assert_eq(dops_transpose(y, z, n, cols, rows, 0), 0); /* and back */
+		cr_expect_eq(memcmp(z, x, (size_t)cnt * sizeof(float)), 0);
+		free(x), free(y), free(z);
+	}
+	float a[4];
+	cr_expect_eq(dops_transpose(a, a + 2, 1, 0, 2, 0), -EINVAL);
+}
+
+Test(diffops, concat_channels)
+{
+	const int n = 2, ca = 3, cb = 5, hw = 7;
+	float a[2 * 3 * 7], b[2 * 5 * 7], y[2 * 8 * 7];
+	struct du_rng r = {13};
+	du_fill(&r, a, n * ca * hw, 1.0f, 0.0f);
+	du_fill(&r, b, n * cb * hw, 1.0f, 0.0f);
+	cr_assert_eq(dops_concat_channels(a, ca, b, cb, n, hw, y), 0);
+	for (int i = 0; i < n; i++)
+		for (int c = 0; c < ca + cb; c++)
+			for (int p = 0; p < hw; p++) {
+				float want = c < ca ? a[(i * ca + c) * hw + p] : b[(i * cb + c - ca) * hw + p];
+				cr_assert_eq(y[(i * (ca + cb) + c) * hw + p], want);
+			}
+	cr_expect_eq(dops_concat_channels(a, 0, b, cb, n, hw, y), -EINVAL);
+}

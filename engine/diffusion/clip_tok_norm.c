@@ -155,7 +155,7 @@ static uint32_t lower(uint32_t c)
 int clip_tok_normalize(const char *text, size_t len, char **out, size_t *out_len)
 {
 	/* Worst case: every byte an invalid one, 3 bytes of U+FFFD each. */
-	char *o = malloc(3 * len + 1);
+	char *o = len < SIZE_MAX / 4 ? malloc(3 * len + 1) : NULL;
 	size_t n = 0;
 	bool pending_space = false;
 	if (o == NULL)

@@ -383,35 +383,95 @@ static void sink_put(struct id_sink *k, int32_t id)
 	k->n++;
 }
 
-/* BPE over one word w[0..n) (n >= 1). sym is scratch for n ids. */
-static void bpe_word(const struct clip_tokenizer *t, const unsigned char *w, size_t n,
-                     int32_t *sym, struct id_sink *k)
+/* Scratch of the BPE of one word of n bytes: a linked list of symbols and a min-heap of
+ * candidate merges, (rank, left position) ordered, stale entries skipped when popped. A word
+ * costs O(n log n), so a long run of letters in a prompt cannot stall the caller. */
+struct bpe_scratch {
+	int32_t *id;          /* (n) symbol ids, -1 merged away */
+	int32_t *next, *prev; /* (n) neighbours, -1 none */
+	struct bpe_cand {
+		int32_t rank, left, right, merged;
+	} *heap;              /* (3n): n - 1 initial pairs + 2 per merge */
+	size_t n_heap;
+};
+
+static bool cand_less(const struct bpe_cand *a, const struct bpe_cand *b)
 {
-	size_t ns = n;
+	return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
+}
+
+static void heap_push(struct bpe_scratch *b, struct bpe_cand c)
+{
+	size_t i = b->n_heap++;
+	while (i > 0 && cand_less(&c, &b->heap[(i - 1) / 2])) {
+		b->heap[i] = b->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	b->heap[i] = c;
+}
+
+static struct bpe_cand heap_pop(struct bpe_scratch *b)
+{
+	struct bpe_cand top = b->heap[0], last = b->heap[--b->n_heap];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= b->n_heap)
+			break;
+		if (c + 1 < b->n_heap && cand_less(&b->heap[c + 1], &b->heap[c]))
+			c++;
+		if (!cand_less(&b->heap[c], &last))
+			break;
+		b->heap[i] = b->heap[c];
+		i = c;
+	}
+	if (b->n_heap > 0)
+		b->heap[i] = last;
+	return top;
+}
+
+/* Pushes the merge of symbols left and right (adjacent) when the merges table has it. */
+static void push_pair(const struct clip_tokenizer *t, struct bpe_scratch *b, int32_t left,
+                      int32_t right)
+{
+	if (left < 0 || right < 0)
+		return;
+	size_t s = pair_slot(t, b->id[left], b->id[right]);
+	if (t->pair_key[s] != 0)
+		heap_push(b, (struct bpe_cand){ t->pair_rank[s], left, right, t->pair_id[s] });
+}
+
+/* BPE over one word w[0..n) (n >= 1): lowest merge rank first, leftmost on ties. */
+static void bpe_word(const struct clip_tokenizer *t, const unsigned char *w, size_t n,
+                     struct bpe_scratch *b, struct id_sink *k)
+{
 	for (size_t i = 0; i < n; i++) {
 		int32_t id = i + 1 == n ? t->byte_eow_id[w[i]] : t->byte_id[w[i]];
-		sym[i] = id < 0 ? t->eos : id; /* unknown symbol: the unk token, <|endoftext|> */
+		b->id[i] = id < 0 ? t->eos : id; /* unknown symbol: the unk token, <|endoftext|> */
+		b->prev[i] = (int32_t)i - 1;
+		b->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
 	}
-	/* Most of the time goes here: O(n^2) in the word length, words being short. */
-	for (;;) {
-		int32_t best = INT32_MAX, best_id = -1;
-		size_t at = 0;
-		for (size_t i = 0; i + 1 < ns; i++) {
-			size_t s = pair_slot(t, sym[i], sym[i + 1]);
-			if (t->pair_key[s] != 0 && t->pair_rank[s] < best) {
-				best = t->pair_rank[s];
-				best_id = t->pair_id[s];
-				at = i;
-			}
-		}
-		if (best_id < 0)
-			break;
-		sym[at] = best_id;
-		memmove(sym + at + 1, sym + at + 2, (ns - at - 2) * sizeof *sym);
-		ns--;
+	b->n_heap = 0;
+	for (size_t i = 0; i + 1 < n; i++)
+		push_pair(t, b, (int32_t)i, (int32_t)i + 1);
+	while (b->n_heap > 0) {
+		struct bpe_cand c = heap_pop(b);
+		/* stale: a side was merged away or changed since the candidate was pushed */
+		if (b->id[c.left] < 0 || b->next[c.left] != c.right || b->id[c.right] < 0)
+			continue;
+		size_t s = pair_slot(t, b->id[c.left], b->id[c.right]);
+		if (t->pair_key[s] == 0 || t->pair_rank[s] != c.rank)
+			continue;
+		b->id[c.left] = c.merged;
+		b->id[c.right] = -1;
+		b->next[c.left] = b->next[c.right];
+		if (b->next[c.right] >= 0)
+			b->prev[b->next[c.right]] = c.left;
+		push_pair(t, b, b->prev[c.left], c.left);
+		push_pair(t, b, c.left, b->next[c.left]);
 	}
-	for (size_t i = 0; i < ns; i++)
-		sink_put(k, sym[i]);
+	for (int32_t i = 0; i >= 0; i = b->next[i])
+		sink_put(k, b->id[i]);
 }
 
 static int encode(const struct clip_tokenizer *t, const char *text, size_t len,
@@ -419,14 +479,21 @@ static int encode(const struct clip_tokenizer *t, const char *text, size_t len,
 {
 	char *norm = NULL;
 	size_t nn = 0;
-	int32_t *sym = NULL;
+	struct bpe_scratch b = { 0 };
 	pcre2_match_data *md = NULL;
 	int rc = clip_tok_normalize(text, len, &norm, &nn);
 	if (rc != 0)
 		return rc;
-	sym = malloc((nn + 1) * sizeof *sym);
+	if (nn >= INT32_MAX / 4) {
+		free(norm);
+		return -E2BIG;
+	}
+	b.id = malloc((nn + 1) * sizeof *b.id);
+	b.next = malloc((nn + 1) * sizeof *b.next);
+	b.prev = malloc((nn + 1) * sizeof *b.prev);
+	b.heap = malloc((3 * nn + 1) * sizeof *b.heap);
 	md = pcre2_match_data_create(1, NULL);
-	if (sym == NULL || md == NULL) {
+	if (b.id == NULL || b.next == NULL || b.prev == NULL || b.heap == NULL || md == NULL) {
 		rc = -ENOMEM;
 		goto cleanup;
 	}
@@ -462,7 +529,7 @@ static int encode(const struct clip_tokenizer *t, const char *text, size_t len,
 			size_t s = ov[0], e = ov[1];
 			pos = e > s ? e : s + 1;
 			if (e > s)
-				bpe_word(t, (const unsigned char *)norm + s, e - s, sym, k);
+				bpe_word(t, (const unsigned char *)norm + s, e - s, &b, k);
 		}
 		if (sp_id >= 0 && k->n < k->stop)
 			sink_put(k, sp_id);
@@ -471,7 +538,10 @@ static int encode(const struct clip_tokenizer *t, const char *text, size_t len,
 	rc = 0;
 cleanup:
 	pcre2_match_data_free(md);
-	free(sym);
+	free(b.id);
+	free(b.next);
+	free(b.prev);
+	free(b.heap);
 	free(norm);
 	return rc;
 }

@@ -54,13 +54,14 @@ int32_t clip_tok_eos(const struct clip_tokenizer *t);        /* <|endoftext|> */
 int32_t clip_tok_lookup(const struct clip_tokenizer *t, const char *text, size_t len);
 
 /* Tokens of text without BOS/EOS: writes up to cap ids, *n_out = total number of tokens (may
- * exceed cap: only the first cap are written). @return 0, -EINVAL (NULL), -ENOMEM. */
+ * exceed cap: only the first cap are written). Time O(n log n) in the longest word.
+ * @return 0, -EINVAL (NULL), -ENOMEM, -E2BIG (text over 500 MB). */
 int clip_tok_encode_raw(const struct clip_tokenizer *t, const char *text, size_t len,
                         int32_t *ids, size_t cap, size_t *n_out);
 
 /* A prompt as the text encoder takes it: ids (n_ctx) = BOS, tokens truncated to n_ctx - 2, EOS,
  * pad_id to the end. *n_used (may be NULL) = BOS + tokens + EOS, the position of EOS + 1.
- * @return 0, -EINVAL (n_ctx < 2, pad_id out of the vocabulary), -ENOMEM. */
+ * @return 0, -EINVAL (n_ctx < 2, pad_id out of the vocabulary), -ENOMEM, -E2BIG. */
 int clip_tok_encode(const struct clip_tokenizer *t, const char *text, size_t len, int32_t pad_id,
                     int32_t *ids, int n_ctx, int *n_used);
 

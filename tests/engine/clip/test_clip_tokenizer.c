@@ -200,3 +200,24 @@ Test(clip_tokenizer_files, malformed_files_are_refused_with_a_reason)
 	                          sizeof err), -ENOENT);
 	cr_assert_not_null(strstr(err, "/nonexistent/vocab.json"));
 }
+
+/* A prompt is client input: one huge word must not take quadratic time (it took minutes per
+ * megabyte before the merge heap). */
+Test(clip_tokenizer, huge_single_word_is_fast)
+{
+	const size_t n = 4u << 20;
+	char *s = malloc(n);
+	cr_assert_not_null(s);
+	for (size_t i = 0; i < n; i++)
+		s[i] = "photographyabc"[i % 14];
+	int32_t ids[CLIP_TOK_N_CTX];
+	int used = 0;
+	cr_assert_eq(clip_tok_encode(tok, s, n, 0, ids, CLIP_TOK_N_CTX, &used), 0);
+	cr_assert_eq(used, CLIP_TOK_N_CTX);
+	cr_assert_eq(ids[CLIP_TOK_N_CTX - 1], clip_tok_eos(tok));
+	/* the same word, short: the first tokens agree with encoding a prefix of whole periods
+	 * only when merges stay inside a period, so just check ids are in range */
+	for (int i = 0; i < CLIP_TOK_N_CTX; i++)
+		cr_assert(ids[i] >= 0 && ids[i] < clip_tok_vocab_size(tok));
+	free(s);
+}

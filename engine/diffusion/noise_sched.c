@@ -130,6 +130,8 @@ void nsched_config_default(struct nsched_config *c)
 		.steps_offset = 1,
 		.prediction = NSCHED_PRED_EPSILON,
 		.set_alpha_to_one = false,
+		.clip_sample = false,
+		.clip_sample_range = 1.0,
 		.original_inference_steps = 50,
 		.timestep_scaling = 10.0,
 	};
@@ -229,7 +231,8 @@ int nsched_new(enum nsched_kind kind, const struct nsched_config *c, int n_steps
 	    (unsigned)c->spacing > NSCHED_SPACING_LINSPACE ||
 	    (unsigned)c->prediction > NSCHED_PRED_V || c->steps_offset < 0 ||
 	    c->steps_offset >= T || !(c->beta_start > 0) || !(c->beta_end >= c->beta_start) ||
-	    !(c->beta_end < 1) || !(c->timestep_scaling > 0))
+	    !(c->beta_end < 1) || !(c->timestep_scaling > 0) ||
+	    (c->clip_sample && !(c->clip_sample_range > 0)))
 		return -EINVAL;
 	struct nsched *s = calloc(1, sizeof *s);
 	int rc = -ENOMEM;

@@ -20,7 +20,7 @@
  *             fraction and interpolate sigma linearly between integer timesteps)
  * DPM-Solver++ spaces n + 1 points and drops the last (leading: T / (n+1)), as diffusers.
  * Everything is computed in double (diffusers rounds its tables to float32: differences are
- * of order 1e-7 relative). Not implemented: DDIM's clip_sample / thresholding, Karras sigmas,
+ * of order 1e-7 relative). Not implemented: thresholding, Karras sigmas,
  * Euler's s_churn, DPM-Solver's other orders and algorithm types.
  *
  * Latents are n floats (any batch and layout: every element is independent), updated in
@@ -87,12 +87,14 @@ struct nsched_config {
 	int steps_offset;              /* added to leading timesteps (1 in SD configs) */
 	enum nsched_pred prediction;
 	bool set_alpha_to_one;         /* DDIM/LCM: alphas_cumprod before t=0 is 1, else [0] */
+	bool clip_sample;              /* DDIM/LCM: clamp predicted x0 to +-clip_sample_range */
+	double clip_sample_range;      /* 1 */
 	int original_inference_steps;  /* LCM: 50 */
 	double timestep_scaling;       /* LCM: 10 */
 };
 
 /* SD 1.5's values: T 1000, scaled_linear 0.00085..0.012, leading, offset 1, epsilon,
- * set_alpha_to_one false, LCM 50 / 10. */
+ * set_alpha_to_one false, clip_sample false (range 1), LCM 50 / 10. */
 void nsched_config_default(struct nsched_config *c);
 
 /* Names as in diffusers' scheduler_config.json and the protocol. @return 0 or -EINVAL. */

@@ -31,6 +31,15 @@ static double pred_x0(enum nsched_pred p, double a, double b, double x, double m
 	return p == NSCHED_PRED_V ? a * x - b * m : (x - b * m) / a;
 }
 
+/* DDIM/LCM's clip_sample on a predicted x0. */
+static double clip_x0(const struct nsched *s, double x0)
+{
+	double r = s->cfg.clip_sample_range;
+	if (!s->cfg.clip_sample)
+		return x0;
+	return x0 < -r ? -r : x0 > r ? r : x0;
+}
+
 static int step_ddim(const struct nsched *s, int i, const float *m, float *x, size_t n,
                      float *x0)
 {
@@ -39,7 +48,7 @@ static int step_ddim(const struct nsched *s, int i, const float *m, float *x, si
 	const double at = acp_at(s, t), ap = acp_at(s, prev);
 	const double a = sqrt(at), b = sqrt(1 - at), pa = sqrt(ap), pb = sqrt(1 - ap);
 	for (size_t k = 0; k < n; k++) {
-		double xo = pred_x0(s->cfg.prediction, a, b, x[k], m[k]);
+		double xo = clip_x0(s, pred_x0(s->cfg.prediction, a, b, x[k], m[k]));
 		double eps = s->cfg.prediction == NSCHED_PRED_V ? a * m[k] + b * x[k] : m[k];
 		if (x0 != NULL)
 			x0[k] = (float)xo;
@@ -138,7 +147,8 @@ static int step_lcm(const struct nsched *s, int i, const float *m, float *x, siz
 	const double st = t * s->cfg.timestep_scaling, sd2 = 0.25; /* sigma_data 0.5 */
 	const double c_skip = sd2 / (st * st + sd2), c_out = st / sqrt(st * st + sd2);
 	for (size_t k = 0; k < n; k++) {
-		double den = c_out * pred_x0(s->cfg.prediction, a, b, x[k], m[k]) + c_skip * x[k];
+		double den = c_out * clip_x0(s, pred_x0(s->cfg.prediction, a, b, x[k], m[k])) +
+		             c_skip * x[k];
 		if (x0 != NULL)
 			x0[k] = (float)den;
 		x[k] = (float)(last ? den : pa * den + pb * nsched_rng_normal1(rng));

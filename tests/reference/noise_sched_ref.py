@@ -6,7 +6,7 @@ midpoint / lower_order_final / final sigma zero, LCMScheduler), in float64, plus
 noise generator (splitmix64 + Box-Muller) that the C code documents.
 
   noise_sched_ref.py --kind K --beta B --spacing S --offset N --pred P --steps N
-                     --alpha-one 0|1 --n ELEMS --strength F OUT
+                     --alpha-one 0|1 --n ELEMS --strength F [--clip-sample RANGE] OUT
 
 A fixed run: latents = normal(seed 1) * init_noise_sigma; at step i the "model" answers
 0.3 * scaled_input + 0.7 * normal(seed 1000 + i); Euler ancestral and LCM draw their noise from
@@ -64,6 +64,7 @@ def betas(kind, T, b0, b1):
 class Sched:
     def __init__(self, a):
         self.kind, self.pred, T, n = a.kind, a.pred, 1000, a.steps
+        self.clip_range = a.clip_sample  # 0: off
         self.T, self.n = T, n
         self.acp = np.cumprod(1.0 - betas(a.beta, T, 0.00085, 0.012))
         self.final = 1.0 if a.alpha_one else self.acp[0]
@@ -104,6 +105,9 @@ class Sched:
             return x / (self.sigmas[i] ** 2 + 1) ** 0.5
         return x
 
+    def clip(self, x0):
+        return np.clip(x0, -self.clip_range, self.clip_range) if self.clip_range > 0 else x0
+
     def x0_of(self, x, m, at):
         if self.pred == "v_prediction":
             return at ** 0.5 * x - (1 - at) ** 0.5 * m
@@ -116,7 +120,7 @@ class Sched:
             prev = t - self.T // self.n
             at = self.acp[t]
             ap = self.acp[prev] if prev >= 0 else self.final
-            x0 = self.x0_of(x, m, at)
+            x0 = self.clip(self.x0_of(x, m, at))
             eps = at ** 0.5 * m + (1 - at) ** 0.5 * x if self.pred == "v_prediction" else m
             return x0, ap ** 0.5 * x0 + (1 - ap) ** 0.5 * eps
         if k in ("euler", "euler_a"):
@@ -139,7 +143,7 @@ class Sched:
             st = t * 10.0
             c_skip = 0.25 / (st ** 2 + 0.25)
             c_out = st / (st ** 2 + 0.25) ** 0.5
-            den = c_out * self.x0_of(x, m, at) + c_skip * x
+            den = c_out * self.clip(self.x0_of(x, m, at)) + c_skip * x
             if last:
                 return den, den
             return den, ap ** 0.5 * den + (1 - ap) ** 0.5 * rng.normal(x.size)
@@ -187,6 +191,7 @@ def main(argv):
     ap.add_argument("--alpha-one", type=int, default=0)
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--strength", type=float, default=0.6)
+    ap.add_argument("--clip-sample", type=float, default=0.0)
     ap.add_argument("out")
     a = ap.parse_args(argv)
     s = Sched(a)

@@ -22,6 +22,7 @@ struct case_p { /* no pointers: criterion copies parameters into each test proce
 	int offset;
 	int alpha_one;
 	double strength;
+	double clip_sample;  /* range; 0 = off */
 };
 
 static const char *beta_names[] = { "linear", "scaled_linear", "squaredcos_cap_v2" };
@@ -31,20 +32,22 @@ static const char *pred_names[] = { "epsilon", "v_prediction" };
 ParameterizedTestParameters(noise_sched, matches_reference)
 {
 	static struct case_p cases[] = {
-		{ NSCHED_DDIM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 10, 1, 0, 0.6 },
-		{ NSCHED_DDIM, NSCHED_BETA_LINEAR, NSCHED_SPACING_TRAILING, NSCHED_PRED_V, 7, 0, 1, 0.5 },
-		{ NSCHED_DDIM, NSCHED_BETA_SQUAREDCOS, NSCHED_SPACING_LINSPACE, NSCHED_PRED_EPSILON, 5, 0, 0, 1.0 },
-		{ NSCHED_DDIM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_TRAILING, NSCHED_PRED_EPSILON, 61, 0, 0, 0.3 },
-		{ NSCHED_EULER, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 10, 1, 0, 0.75 },
-		{ NSCHED_EULER, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LINSPACE, NSCHED_PRED_V, 7, 0, 0, 0.6 },
-		{ NSCHED_EULER, NSCHED_BETA_LINEAR, NSCHED_SPACING_TRAILING, NSCHED_PRED_EPSILON, 6, 0, 0, 0.05 },
-		{ NSCHED_EULER_A, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 8, 1, 0, 0.6 },
-		{ NSCHED_EULER_A, NSCHED_BETA_SQUAREDCOS, NSCHED_SPACING_TRAILING, NSCHED_PRED_V, 5, 0, 0, 0.9 },
-		{ NSCHED_DPMPP_2M, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 10, 1, 0, 0.6 },
-		{ NSCHED_DPMPP_2M, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LINSPACE, NSCHED_PRED_V, 20, 0, 0, 0.5 },
-		{ NSCHED_DPMPP_2M, NSCHED_BETA_LINEAR, NSCHED_SPACING_TRAILING, NSCHED_PRED_EPSILON, 4, 0, 0, 0.75 },
-		{ NSCHED_LCM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 4, 1, 0, 0.5 },
-		{ NSCHED_LCM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_V, 6, 1, 1, 0.0 },
+		{ NSCHED_DDIM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 10, 1, 0, 0.6, 0 },
+		{ NSCHED_DDIM, NSCHED_BETA_LINEAR, NSCHED_SPACING_TRAILING, NSCHED_PRED_V, 7, 0, 1, 0.5, 0 },
+		{ NSCHED_DDIM, NSCHED_BETA_SQUAREDCOS, NSCHED_SPACING_LINSPACE, NSCHED_PRED_EPSILON, 5, 0, 0, 1.0, 0 },
+		{ NSCHED_DDIM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_TRAILING, NSCHED_PRED_EPSILON, 61, 0, 0, 0.3, 0 },
+		{ NSCHED_EULER, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 10, 1, 0, 0.75, 0 },
+		{ NSCHED_EULER, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LINSPACE, NSCHED_PRED_V, 7, 0, 0, 0.6, 0 },
+		{ NSCHED_EULER, NSCHED_BETA_LINEAR, NSCHED_SPACING_TRAILING, NSCHED_PRED_EPSILON, 6, 0, 0, 0.05, 0 },
+		{ NSCHED_EULER_A, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 8, 1, 0, 0.6, 0 },
+		{ NSCHED_EULER_A, NSCHED_BETA_SQUAREDCOS, NSCHED_SPACING_TRAILING, NSCHED_PRED_V, 5, 0, 0, 0.9, 0 },
+		{ NSCHED_DPMPP_2M, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 10, 1, 0, 0.6, 0 },
+		{ NSCHED_DPMPP_2M, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LINSPACE, NSCHED_PRED_V, 20, 0, 0, 0.5, 0 },
+		{ NSCHED_DPMPP_2M, NSCHED_BETA_LINEAR, NSCHED_SPACING_TRAILING, NSCHED_PRED_EPSILON, 4, 0, 0, 0.75, 0 },
+		{ NSCHED_LCM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 4, 1, 0, 0.5, 0 },
+		{ NSCHED_LCM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_V, 6, 1, 1, 0.0, 0 },
+		{ NSCHED_DDIM, NSCHED_BETA_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 8, 1, 1, 0.6, 1.0 },
+		{ NSCHED_LCM, NSCHED_BETA_SCALED_LINEAR, NSCHED_SPACING_LEADING, NSCHED_PRED_EPSILON, 4, 1, 0, 0.5, 0.5 },
 	};
 	return cr_make_param_array(struct case_p, cases, sizeof cases / sizeof cases[0]);
 }
@@ -68,9 +71,10 @@ ParameterizedTest(struct case_p *p, noise_sched, matches_reference, .timeout = 6
 	cr_assert_not_null(d);
 	snprintf(out, sizeof out, "%s/ref.bin", d);
 	snprintf(args, sizeof args, "--kind %s --beta %s --spacing %s --offset %d --pred %s "
-	         "--steps %d --alpha-one %d --n %d --strength %.17g '%s'",
+	         "--steps %d --alpha-one %d --n %d --strength %.17g --clip-sample %.17g '%s'",
 	         nsched_kind_name(p->kind), beta_names[p->beta], spacing_names[p->spacing],
-	         p->offset, pred_names[p->pred], p->steps, p->alpha_one, N_ELEMS, p->strength, out);
+	         p->offset, pred_names[p->pred], p->steps, p->alpha_one, N_ELEMS, p->strength,
+	         p->clip_sample, out);
 	int rc = clip_run_ref("noise_sched_ref.py", args);
 	if (rc == -ENOENT)
 		cr_skip_test("no python3 with numpy: reference not run");
@@ -89,6 +93,8 @@ ParameterizedTest(struct case_p *p, noise_sched, matches_reference, .timeout = 6
 	c.prediction = p->pred;
 	c.steps_offset = p->offset;
 	c.set_alpha_to_one = p->alpha_one != 0;
+	c.clip_sample = p->clip_sample > 0;
+	c.clip_sample_range = p->clip_sample > 0 ? p->clip_sample : 1.0;
 	struct nsched *s = NULL;
 	cr_assert_eq(nsched_new(p->kind, &c, n, &s), 0);
 	cr_assert_eq(nsched_n_steps(s), n);
@@ -126,8 +132,9 @@ ParameterizedTest(struct case_p *p, noise_sched, matches_reference, .timeout = 6
 		md = fmax(md, mdx);
 		r += N_ELEMS;
 	}
-	cr_log_info("%s %s %s %s n=%d: max diff %.3g", nsched_kind_name(p->kind),
-	            beta_names[p->beta], spacing_names[p->spacing], pred_names[p->pred], n, md);
+	cr_log_info("%s %s %s %s n=%d clip %g: max diff %.3g", nsched_kind_name(p->kind),
+	            beta_names[p->beta], spacing_names[p->spacing], pred_names[p->pred], n,
+	            p->clip_sample, md);
 	cr_assert_lt(md, 1e-5, "max diff %.3g", md);
 
 	int start = -1;

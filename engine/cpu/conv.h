@@ -10,8 +10,9 @@
  * (n, h, w) the primitive(s) are created on first use and cached in the object.
  *
  * Threads: conv2d_run may be called from several threads at once on the same object (the
- * shape cache is guarded by a mutex, primitives are immutable once made, memory objects are
- * made per call). The convolution runs on the calling thread's OpenMP team
+ * shape cache is guarded by a mutex, primitives are immutable once made and use
+ * user-managed scratchpads taken per call from a process-wide pool, memory objects are made
+ * per call). The convolution runs on the calling thread's OpenMP team
  * (omp_get_max_threads(); set it with omp_set_num_threads()).
  *
  * Errors: 0 or a negative errno code (-EINVAL shapes/arguments, -ENOMEM, -ENOTSUP for a

@@ -26,6 +26,10 @@ struct shape_entry {
 	dnnl_primitive_t src_reorder;   /* nchw -> conv's src layout; NULL when nchw */
 	dnnl_primitive_t dst_reorder;   /* conv's dst layout -> nchw; NULL when nchw */
 	dnnl_memory_desc_t user_src, user_dst, src_md, dst_md;
+	/* scratchpads (user mode: passed per call, so that any thread may run the primitives,
+	 * several at once; oneDNN's own scratchpad wants each primitive run on the thread that
+	 * made it) */
+	dnnl_memory_desc_t conv_scratch, src_scratch, dst_scratch;
 	int wv;                         /* index into weight versions */
 };
 
@@ -66,6 +70,93 @@ static int st_errno(dnnl_status_t st)
 	case dnnl_invalid_arguments: return -EINVAL;
 	default: return -ENOTSUP;
 	}
+}
+
+/* ---- scratch buffers ----------------------------------------------------------------------
+ * Scratchpads (the GEMM convolution's im2col buffer is tens of MB at UNet sizes) and blocked
+ * activation buffers come from a process-wide pool, so that steady-state calls neither
+ * allocate nor fault pages in: a call takes a free buffer large enough (growing one if
+ * needed) and gives it back. Buffers beyond POOL_SLOTS concurrent uses are allocated and
+ * freed per call. Pool memory is kept until exit. */
+
+#define POOL_SLOTS 8
+
+static struct {
+	void *p;
+	size_t cap;
+	bool busy;
+} pool[POOL_SLOTS];
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* @return a buffer of at least bytes (64-byte aligned), or NULL. Give back with pool_give. */
+static void *pool_take(size_t bytes)
+{
+	bytes = (bytes + 63) & ~(size_t)63;
+	pthread_mutex_lock(&pool_lock);
+	int fit = -1, grow = -1; /* the smallest free buffer that fits, else the largest free */
+	for (int i = 0; i < POOL_SLOTS; i++) {
+		if (pool[i].busy)
+			continue;
+		if (pool[i].cap >= bytes) {
+			if (fit < 0 || pool[i].cap < pool[fit].cap)
+				fit = i;
+		} else if (grow < 0 || pool[i].cap > pool[grow].cap) {
+			grow = i;
+		}
+	}
+	int pick = fit >= 0 ? fit : grow;
+	void *p = NULL;
+	if (pick >= 0) {
+		if (pool[pick].cap < bytes) {
+			free(pool[pick].p);
+			pool[pick].p = aligned_alloc(64, bytes);
+			pool[pick].cap = pool[pick].p != NULL ? bytes : 0;
+		}
+		if (pool[pick].p != NULL) {
+			pool[pick].busy = true;
+			p = pool[pick].p;
+		}
+	}
+	pthread_mutex_unlock(&pool_lock);
+	return pick >= 0 ? p : aligned_alloc(64, bytes); /* all busy: one of its own */
+}
+
+static void pool_give(void *p)
+{
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&pool_lock);
+	for (int i = 0; i < POOL_SLOTS; i++)
+		if (pool[i].p == p && pool[i].busy) {
+			pool[i].busy = false;
+			p = NULL;
+			break;
+		}
+	pthread_mutex_unlock(&pool_lock);
+	free(p); /* not from the pool */
+}
+
+/* Attributes with a user-managed scratchpad. @return NULL on failure. */
+static dnnl_primitive_attr_t user_scratch_attr(void)
+{
+	dnnl_primitive_attr_t a;
+	if (dnnl_primitive_attr_create(&a) != dnnl_success)
+		return NULL;
+	if (dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user) != dnnl_success) {
+		dnnl_primitive_attr_destroy(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* The scratchpad descriptor of pd (a zero descriptor when none is needed). */
+static void scratch_md(const_dnnl_primitive_desc_t pd, dnnl_memory_desc_t *md)
+{
+	const dnnl_memory_desc_t *q = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+	if (q != NULL)
+		*md = *q;
+	else
+		memset(md, 0, sizeof *md);
 }
 
 /* ---- descriptors ----------------------------------------------------------------------- */
@@ -115,8 +206,13 @@ static int make_pd(const struct conv2d *c, int64_t n, int64_t h, int64_t w, int6
 		err = st_errno(dnnl_convolution_forward_desc_init(
 			&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, wmd,
 			c->bias != NULL ? &c->bias_md : NULL, &dmd, strides, pl, pr));
+	dnnl_primitive_attr_t attr = err == 0 ? user_scratch_attr() : NULL;
+	if (err == 0 && attr == NULL)
+		err = -ENOMEM;
 	if (err == 0)
-		err = st_errno(dnnl_primitive_desc_create(pd, &cd, NULL, get_engine(), NULL));
+		err = st_errno(dnnl_primitive_desc_create(pd, &cd, attr, get_engine(), NULL));
+	if (attr != NULL)
+		dnnl_primitive_attr_destroy(attr);
 	return err;
 }
 
@@ -321,18 +417,25 @@ int conv2d_cached_shapes(struct conv2d *c)
 
 /* ---- per-shape primitives ---------------------------------------------------------------- */
 
-/* A reorder primitive from -> to, or NULL (and 0) when the layouts are equal. */
+/* A reorder primitive from -> to and its scratchpad, or NULL (and 0) when the layouts are
+ * equal. */
 static int make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                        dnnl_primitive_t *p)
+                        dnnl_primitive_t *p, dnnl_memory_desc_t *scratch)
 {
 	*p = NULL;
+	memset(scratch, 0, sizeof *scratch);
 	if (dnnl_memory_desc_equal(from, to))
 		return 0;
+	dnnl_primitive_attr_t attr = user_scratch_attr();
+	if (attr == NULL)
+		return -ENOMEM;
 	dnnl_primitive_desc_t pd;
 	int err = st_errno(dnnl_reorder_primitive_desc_create(&pd, from, get_engine(), to,
-	                                                      get_engine(), NULL));
+	                                                      get_engine(), attr));
+	dnnl_primitive_attr_destroy(attr);
 	if (err < 0)
 		return err;
+	scratch_md(pd, scratch);
 	err = st_errno(dnnl_primitive_create(p, pd));
 	dnnl_primitive_desc_destroy(pd);
 	return err;
@@ -366,9 +469,10 @@ static int entry_make(struct conv2d *c, int64_t n, int64_t h, int64_t w, struct 
 	    (err = st_errno(dnnl_memory_desc_init_by_tag(&e->user_dst, 4, dd, dnnl_f32,
 	                                                 dnnl_nchw))) < 0)
 		goto done;
+	scratch_md(pd, &e->conv_scratch);
 	if ((err = st_errno(dnnl_primitive_create(&e->conv, pd))) < 0 ||
-	    (err = make_reorder(&e->user_src, &e->src_md, &e->src_reorder)) < 0 ||
-	    (err = make_reorder(&e->dst_md, &e->user_dst, &e->dst_reorder)) < 0)
+	    (err = make_reorder(&e->user_src, &e->src_md, &e->src_reorder, &e->src_scratch)) < 0 ||
+	    (err = make_reorder(&e->dst_md, &e->user_dst, &e->dst_reorder, &e->dst_scratch)) < 0)
 		goto done;
 	*out = e;
 	e = NULL;
@@ -410,6 +514,28 @@ unlock:
 
 /* ---- execution --------------------------------------------------------------------------- */
 
+/* Runs p with args plus, when md is not empty, a scratchpad of md from the pool. */
+static int exec_with_scratch(dnnl_primitive_t p, dnnl_stream_t s, int nargs,
+                             dnnl_exec_arg_t *args, const dnnl_memory_desc_t *md)
+{
+	size_t bytes = dnnl_memory_desc_get_size(md);
+	if (bytes == 0)
+		return st_errno(dnnl_primitive_execute(p, s, nargs, args));
+	void *buf = pool_take(bytes);
+	dnnl_memory_t m = NULL;
+	int err = buf == NULL ? -ENOMEM : st_errno(dnnl_memory_create(&m, md, get_engine(), buf));
+	if (err == 0) {
+		args[nargs] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m};
+		err = st_errno(dnnl_primitive_execute(p, s, nargs + 1, args));
+	}
+	if (err == 0)
+		err = st_errno(dnnl_stream_wait(s)); /* before the scratchpad goes back */
+	if (m != NULL)
+		dnnl_memory_destroy(m);
+	pool_give(buf);
+	return err;
+}
+
 int conv2d_run(struct conv2d *c, const float *x, int64_t n, int64_t h, int64_t w, float *y)
 {
 	if (c == NULL || x == NULL || y == NULL || n <= 0 || h <= 0 || w <= 0)
@@ -434,38 +560,35 @@ int conv2d_run(struct conv2d *c, const float *x, int64_t n, int64_t h, int64_t w
 	if (c->bias != NULL &&
 	    (err = st_errno(dnnl_memory_create(&m_b, &c->bias_md, eng, c->bias))) < 0)
 		goto done;
-	/* activations in a blocked layout: per-call buffers (the call's own, so concurrent
-	 * calls never share them) */
+	/* activations in a blocked layout (CONV2D_BLOCKED_IO): pool buffers of this call */
 	if (e->src_reorder != NULL) {
-		size_t b = dnnl_memory_desc_get_size(&e->src_md);
 		err = -ENOMEM;
-		if ((sbuf = aligned_alloc(64, (b + 63) & ~(size_t)63)) == NULL)
+		if ((sbuf = pool_take(dnnl_memory_desc_get_size(&e->src_md))) == NULL)
 			goto done;
 		if ((err = st_errno(dnnl_memory_create(&m_src, &e->src_md, eng, sbuf))) < 0)
 			goto done;
-		dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, m_usrc}, {DNNL_ARG_TO, m_src}};
-		if ((err = st_errno(dnnl_primitive_execute(e->src_reorder, s, 2, a))) < 0)
+		dnnl_exec_arg_t a[3] = {{DNNL_ARG_FROM, m_usrc}, {DNNL_ARG_TO, m_src}};
+		if ((err = exec_with_scratch(e->src_reorder, s, 2, a, &e->src_scratch)) < 0)
 			goto done;
 	}
 	if (e->dst_reorder != NULL) {
-		size_t b = dnnl_memory_desc_get_size(&e->dst_md);
 		err = -ENOMEM;
-		if ((dbuf = aligned_alloc(64, (b + 63) & ~(size_t)63)) == NULL)
+		if ((dbuf = pool_take(dnnl_memory_desc_get_size(&e->dst_md))) == NULL)
 			goto done;
 		if ((err = st_errno(dnnl_memory_create(&m_dst, &e->dst_md, eng, dbuf))) < 0)
 			goto done;
 	}
-	dnnl_exec_arg_t args[4] = {
+	dnnl_exec_arg_t args[5] = {
 		{DNNL_ARG_SRC, m_src != NULL ? m_src : m_usrc},
 		{DNNL_ARG_WEIGHTS, m_w},
 		{DNNL_ARG_DST, m_dst != NULL ? m_dst : m_udst},
 		{DNNL_ARG_BIAS, m_b},
 	};
-	if ((err = st_errno(dnnl_primitive_execute(e->conv, s, m_b != NULL ? 4 : 3, args))) < 0)
+	if ((err = exec_with_scratch(e->conv, s, m_b != NULL ? 4 : 3, args, &e->conv_scratch)) < 0)
 		goto done;
 	if (e->dst_reorder != NULL) {
-		dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, m_dst}, {DNNL_ARG_TO, m_udst}};
-		if ((err = st_errno(dnnl_primitive_execute(e->dst_reorder, s, 2, a))) < 0)
+		dnnl_exec_arg_t a[3] = {{DNNL_ARG_FROM, m_dst}, {DNNL_ARG_TO, m_udst}};
+		if ((err = exec_with_scratch(e->dst_reorder, s, 2, a, &e->dst_scratch)) < 0)
 			goto done;
 	}
 	err = st_errno(dnnl_stream_wait(s));
@@ -478,7 +601,7 @@ done:
 			dnnl_memory_destroy(ms[i]);
 	if (s != NULL)
 		dnnl_stream_destroy(s);
-	free(sbuf);
-	free(dbuf);
+	pool_give(sbuf);
+	pool_give(dbuf);
 	return err;
 }

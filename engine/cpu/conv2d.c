@@ -73,9 +73,9 @@ static int st_errno(dnnl_status_t st)
 }
 
 /* ---- scratch buffers ----------------------------------------------------------------------
- * Scratchpads (the GEMM convolution's im2col buffer is tens of MB at UNet sizes) and blocked
- * activation buffers come from a process-wide pool, so that steady-state calls neither
- * allocate nor fault pages in: a call takes a free buffer large enough (growing one if
+ * Scratchpads (the GEMM convolution's im2col chunks: 0.1-0.3 MB at SD sizes) and blocked
+ * activation buffers (CONV2D_BLOCKED_IO: as large as the activations) come from a
+ * process-wide pool, so that steady-state calls neither allocate nor fault pages in: a call takes a free buffer large enough (growing one if
  * needed) and gives it back. Buffers beyond POOL_SLOTS concurrent uses are allocated and
  * freed per call. Pool memory is kept until exit. */
 

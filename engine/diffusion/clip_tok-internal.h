@@ -42,10 +42,16 @@ static inline size_t clip_pair_slot(const struct clip_tokenizer *t, int32_t a, i
 	return i;
 }
 
-/* CLIP's text clean-up: invalid UTF-8 -> U+FFFD, simple lower-case mapping, runs of Unicode
+/* CLIP's text clean-up: invalid UTF-8 -> U+FFFD, canonical composition of adjacent pairs
+ * (NFC without reordering of marks), simple lower-case mapping, runs of Unicode
  * White_Space -> one ' ', ends stripped. *out is valid UTF-8, NUL-terminated, free() it.
  * @return 0 or -ENOMEM. */
 int clip_tok_normalize(const char *text, size_t len, char **out, size_t *out_len);
+
+/* Canonical pair compositions (clip_tok_nfc.c, generated): (first, second, composite),
+ * sorted by (first, second). */
+extern const uint32_t clip_nfc_pairs[][3];
+extern const size_t clip_nfc_n_pairs;
 
 /* GPT-2's byte-to-unicode character of byte b, UTF-8 into s (>= 2 bytes); returns its length. */
 size_t clip_byte_char(int b, char *s);

@@ -152,26 +152,66 @@ static uint32_t lower(uint32_t c)
 	return c;
 }
 
+/* Composite of a + b under NFC's canonical composition, or 0. */
+static uint32_t compose(uint32_t a, uint32_t b)
+{
+	if (a >= 0x1100 && a <= 0x1112 && b >= 0x1161 && b <= 0x1175) /* Hangul L + V */
+		return 0xac00 + ((a - 0x1100) * 21 + (b - 0x1161)) * 28;
+	if (a >= 0xac00 && a <= 0xd7a3 && (a - 0xac00) % 28 == 0 && b >= 0x11a8 && b <= 0x11c2)
+		return a + (b - 0x11a7);                                   /* Hangul LV + T */
+	if (b < 0x300)
+		return 0; /* every other second part is a mark or a vowel sign above U+0300 */
+	size_t lo = 0, hi = clip_nfc_n_pairs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const uint32_t *p = clip_nfc_pairs[mid];
+		if (p[0] < a || (p[0] == a && p[1] < b))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < clip_nfc_n_pairs && clip_nfc_pairs[lo][0] == a && clip_nfc_pairs[lo][1] == b
+	       ? clip_nfc_pairs[lo][2] : 0;
+}
+
 int clip_tok_normalize(const char *text, size_t len, char **out, size_t *out_len)
 {
 	/* Worst case: every byte an invalid one, 3 bytes of U+FFFD each. */
 	char *o = len < SIZE_MAX / 4 ? malloc(3 * len + 1) : NULL;
 	size_t n = 0;
 	bool pending_space = false;
+	uint32_t held = 0; /* the last character, held back while marks may compose with it */
+	bool holding = false;
 	if (o == NULL)
 		return -ENOMEM;
-	for (size_t i = 0; i < len;) {
-		size_t adv;
-		uint32_t c = utf8_next((const unsigned char *)text + i, len - i, &adv);
-		i += adv;
-		if (is_space(c)) {
-			pending_space = n > 0;
+	for (size_t i = 0;;) {
+		const bool end = i >= len;
+		uint32_t c = 0;
+		if (!end) {
+			size_t adv;
+			c = utf8_next((const unsigned char *)text + i, len - i, &adv);
+			i += adv;
+		}
+		uint32_t comp = holding && !end ? compose(held, c) : 0;
+		if (comp != 0) {
+			held = comp;
 			continue;
 		}
-		if (pending_space)
-			o[n++] = ' ';
-		pending_space = false;
-		n += utf8_put(lower(c), o + n);
+		if (holding) {
+			if (pending_space)
+				o[n++] = ' ';
+			pending_space = false;
+			n += utf8_put(lower(held), o + n);
+			holding = false;
+		}
+		if (end)
+			break;
+		if (is_space(c)) {
+			pending_space = n > 0;
+		} else {
+			held = c;
+			holding = true;
+		}
 	}
 	o[n] = 0;
 	*out = o;

@@ -2,8 +2,8 @@
  * the conversions between 8-bit pixels and the models' float tensors.
  *
  * Pixels are 8-bit RGB, rows top to bottom, no padding (width * 3 bytes a row). Decoding
- * accepts every PNG colour type and bit depth (grey, palette, alpha: alpha is composited on
- * black... or dropped, as documented in image_io.c) and baseline/progressive JPEG (greyscale,
+ * accepts every PNG colour type and bit depth (grey, palette; an alpha channel is dropped, as
+ * PIL's convert("RGB") does for diffusers' pipelines; 16-bit samples keep their high byte) and baseline/progressive JPEG (greyscale,
  * YCbCr, CMYK converted to RGB); anything else, a truncated or corrupt file, or a size over
  * the limit is an error with a reason, never a crash.
  *

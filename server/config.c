@@ -191,6 +191,7 @@ static struct model_config *model_slot(struct inferd_config *cfg, const char *na
 	m->max_batched_tokens = 512;
 	m->max_sequences = 64;
 	m->max_queued = 1024;
+	m->max_batch = 8;
 	m->policy = MODEL_POLICY_FCFS;
 	cfg->n_models++;
 	return m;
@@ -262,6 +263,13 @@ static int set_model_key(struct inferd_config *cfg, const char *name, const char
 			goto bad_value;
 		return 0;
 	}
+	if (strcmp(key, "img2img") == 0) {
+		bool on;
+		if (parse_bool(value, &on) < 0)
+			goto bad_value;
+		m->no_img2img = !on;
+		return 0;
+	}
 	if (strcmp(key, "policy") == 0) {
 		if (strcasecmp(value, "fcfs") == 0)
 			m->policy = MODEL_POLICY_FCFS;
@@ -295,6 +303,7 @@ static int set_model_key(struct inferd_config *cfg, const char *name, const char
 		{ "threads", offsetof(struct model_config, threads), 0, 1024 },
 		{ "tune_batch", offsetof(struct model_config, tune_batch), 0, 4096 },
 		{ "tune_context", offsetof(struct model_config, tune_context), 0, 1u << 20 },
+		{ "max_batch", offsetof(struct model_config, max_batch), 1, 256 },
 	};
 	for (size_t i = 0; i < sizeof(ukeys) / sizeof(ukeys[0]); i++) {
 		if (strcmp(key, ukeys[i].key) != 0)

@@ -7,7 +7,9 @@
  *   [auth]    api_key = KEY (repeatable), api_key_file = PATH
  *   [model.NAME] path, max_context, kv_blocks, kv_block_size, max_batched_tokens,
  *             max_sequences, max_queued, max_queued_tokens, policy, threads,
- *             nano_batching, tune_file, tune_batch, tune_context, chat_template
+ *             nano_batching, tune_file, tune_batch, tune_context, chat_template;
+ *             image models (path is a diffusers folder): max_batch, img2img, max_queued,
+ *             threads
  *   [http]    enabled, listen = HOST:PORT, max_body_bytes, max_header_bytes, max_connections,
  *             timeout, metrics_key, open_metrics_on_loopback
  * Unknown sections and keys are errors that name the file and line.
@@ -47,7 +49,7 @@ enum model_policy {
 /* One served model: a section [model.NAME] or a --model [NAME=]PATH flag. */
 struct model_config {
 	char *name;
-	char *path;                      /* GGUF file */
+	char *path;                      /* GGUF file (LLM) or diffusers folder (image model) */
 	unsigned max_context;            /* positions per sequence; 0 = the model's */
 	unsigned kv_blocks;              /* KV pool in blocks; 0 = enough for max_sequences x 512 */
 	unsigned kv_block_size;          /* positions per block */
@@ -62,6 +64,9 @@ struct model_config {
 	char *tune_file;                 /* nano-batching profile; NULL = PATH.tune */
 	unsigned tune_batch;             /* --tune: decode batch measured (0 = max_sequences, <= 32) */
 	unsigned tune_context;           /* --tune: cached positions per sequence (0 = 512) */
+	/* Image models (path is a diffusers folder): */
+	unsigned max_batch;              /* UNet items per denoising step (stream batch), 8 */
+	bool no_img2img;                 /* img2img = false: do not build the VAE encoder */
 };
 
 #define CONFIG_DEFAULT_HTTP "127.0.0.1:8080"

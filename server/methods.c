@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "generate.h"
+#include "generate_image.h"
 #include "inferd-config.h"
 #include "llm_worker.h"
 #include "log.h"
@@ -270,6 +271,7 @@ static const struct method_entry methods[] = {
 	{ INFERD__V1__METHOD__METHOD_CANCEL, method_cancel, true },
 	{ INFERD__V1__METHOD__METHOD_ECHO, method_echo, false },
 	{ INFERD__V1__METHOD__METHOD_GENERATE, method_generate, false },
+	{ INFERD__V1__METHOD__METHOD_GENERATE_IMAGE, method_generate_image, false },
 	{ INFERD__V1__METHOD__METHOD_TOKENIZE, method_tokenize, true },
 };
 

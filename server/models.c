@@ -10,6 +10,7 @@
 #include "backend_cpu.h"
 #include "dtype.h"
 #include "generation.h"
+#include "images.h"
 #include "gguf.h"
 #include "llama.h"
 #include "llm_worker.h"
@@ -220,6 +221,7 @@ int models_open(struct inferd_server *srv, struct served_model **out, size_t *n_
 {
 	const struct inferd_config *cfg = srv->cfg;
 	struct served_model *ms;
+	size_t n = 0;
 
 	*out = NULL;
 	*n_out = 0;
@@ -231,14 +233,17 @@ int models_open(struct inferd_server *srv, struct served_model **out, size_t *n_
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < cfg->n_models; i++) {
-		int rc = open_one(srv, &ms[i], &cfg->models[i], err, errlen);
+		if (model_path_is_image(cfg->models[i].path))
+			continue; /* a diffusers folder: images.c */
+		int rc = open_one(srv, &ms[n], &cfg->models[i], err, errlen);
+		n++;
 		if (rc < 0) {
-			models_close(ms, i + 1);
+			models_close(ms, n);
 			return rc;
 		}
 	}
 	*out = ms;
-	*n_out = cfg->n_models;
+	*n_out = n;
 	return 0;
 }
 

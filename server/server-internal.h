@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "config.h"
 #include "frame.h"
+#include "images.h"
 #include "models.h"
 #include "server.h"
 
@@ -98,6 +99,8 @@ struct inferd_server {
 	char allocator[128];
 	struct served_model *models;
 	size_t n_models;
+	struct served_image *images;          /* diffusion models (images.h) */
+	size_t n_images;
 	struct http_server *http;             /* NULL when [http] enabled = false */
 	struct metrics *metrics;
 };

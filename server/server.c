@@ -234,6 +234,9 @@ int inferd_server_new(const struct inferd_config *cfg, struct inferd_server **ou
 	rc = models_open(srv, &srv->models, &srv->n_models, err, errlen);
 	if (rc < 0)
 		goto fail;
+	rc = images_open(srv, &srv->images, &srv->n_images, err, errlen);
+	if (rc < 0)
+		goto fail;
 	srv->listeners = calloc(cfg->listen.n, sizeof(*srv->listeners));
 	if (!srv->listeners)
 		goto fail_msg;
@@ -280,6 +283,7 @@ void inferd_server_free(struct inferd_server *srv)
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
+	images_close(srv->images, srv->n_images);
 	models_close(srv->models, srv->n_models);
 	metrics_free(srv->metrics);
 	auth_free(srv->auth);

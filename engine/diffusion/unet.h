@@ -71,4 +71,29 @@ int unet_skip_shape(const struct unet *u, int i, int *channels, int *downscale);
  * @return 0, -EINVAL (sizes, NULL pointers), -ENOMEM, or an operator's error. */
 int unet_forward(const struct unet *u, const struct unet_input *in, float *out, int n_threads);
 
+/* ---- introspection (benchmarks, tests) ------------------------------------------------- */
+
+enum unet_op_kind {
+	UNET_OP_CONV,   /* a conv2d_run */
+	UNET_OP_MATMUL, /* a cpu_matmul of f32 weights (Linear layers) */
+};
+
+/* One convolution or matrix product of a forward, with its shapes. */
+struct unet_op {
+	enum unet_op_kind kind;
+	/* UNET_OP_CONV: the layer (as struct conv2d_desc) and its input (n, in_ch, h, w) */
+	int in_ch, out_ch, kh, kw, stride;
+	int pad_t, pad_l, pad_b, pad_r;
+	int64_t n, h, w;
+	/* UNET_OP_MATMUL: weight (rows, cols), activations (tokens, cols) */
+	int64_t rows, cols, tokens;
+};
+
+typedef void (*unet_op_fn)(const struct unet_op *op, void *arg);
+
+/* unet_forward() that also calls fn (when not NULL) before each convolution and matrix
+ * product, in the order they run. */
+int unet_forward_traced(const struct unet *u, const struct unet_input *in, float *out,
+                        int n_threads, unet_op_fn fn, void *arg);
+
 #endif

@@ -76,9 +76,10 @@ int unet_forward(const struct unet *u, const struct unet_input *in, float *out, 
 enum unet_op_kind {
 	UNET_OP_CONV,   /* a conv2d_run */
 	UNET_OP_MATMUL, /* a cpu_matmul of f32 weights (Linear layers) */
+	UNET_OP_ATTENTION, /* a dops_attention (self- or cross-attention) */
 };
 
-/* One convolution or matrix product of a forward, with its shapes. */
+/* One convolution, matrix product or attention of a forward, with its shapes. */
 struct unet_op {
 	enum unet_op_kind kind;
 	/* UNET_OP_CONV: the layer (as struct conv2d_desc) and its input (n, in_ch, h, w) */
@@ -87,12 +88,15 @@ struct unet_op {
 	int64_t n, h, w;
 	/* UNET_OP_MATMUL: weight (rows, cols), activations (tokens, cols) */
 	int64_t rows, cols, tokens;
+	/* UNET_OP_ATTENTION: n items, lq queries, lk keys, heads x head_dim */
+	int64_t lq, lk;
+	int heads, head_dim;
 };
 
 typedef void (*unet_op_fn)(const struct unet_op *op, void *arg);
 
-/* unet_forward() that also calls fn (when not NULL) before each convolution and matrix
- * product, in the order they run. */
+/* unet_forward() that also calls fn (when not NULL) before each convolution, matrix
+ * product and attention, in the order they run. */
 int unet_forward_traced(const struct unet *u, const struct unet_input *in, float *out,
                         int n_threads, unet_op_fn fn, void *arg);
 

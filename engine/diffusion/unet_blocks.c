@@ -120,6 +120,16 @@ int unet_resnet_forward(struct unet_exec *e, const struct unet_resnet *r, const 
 
 /* ---- Transformer2DModel --------------------------------------------------------------- */
 
+static int attention(struct unet_exec *e, const struct dops_attn *a)
+{
+	if (e->trace != NULL) {
+		struct unet_op op = { .kind = UNET_OP_ATTENTION, .n = a->batch, .lq = a->lq,
+		                      .lk = a->lk, .heads = a->n_heads, .head_dim = a->head_dim };
+		e->trace(&op, e->trace_arg);
+	}
+	return dops_attention(a, e->nt);
+}
+
 /* One BasicTransformerBlock on the token rows tok (T = n * hw, c), with nrm (T, c) and
  * e->work as scratch. */
 static int tlayer_forward(struct unet_exec *e, const struct unet_transformer *t,
@@ -139,7 +149,7 @@ static int tlayer_forward(struct unet_exec *e, const struct unet_transformer *t,
 	struct dops_attn a1 = { .q = wk, .ldq = 3 * c, .k = wk + c, .ldk = 3 * c, .v = wk + 2 * c,
 	                        .ldv = 3 * c, .out = nrm, .ldo = c, .batch = n, .lq = hw, .lk = hw,
 	                        .n_heads = t->heads, .head_dim = hd };
-	if ((rc = dops_attention(&a1, e->nt)) != 0 ||
+	if ((rc = attention(e, &a1)) != 0 ||
 	    (rc = unet_linear_residual(e, &y->o1, nrm, c, T, wk, tok, c)) != 0)
 		return rc;
 
@@ -153,7 +163,7 @@ static int tlayer_forward(struct unet_exec *e, const struct unet_transformer *t,
 	struct dops_attn a2 = { .q = wk, .ldq = c, .k = kv, .ldk = 2 * c, .v = kv + c, .ldv = 2 * c,
 	                        .out = nrm, .ldo = c, .batch = n, .lq = hw, .lk = L,
 	                        .n_heads = t->heads, .head_dim = hd };
-	if ((rc = dops_attention(&a2, e->nt)) != 0 ||
+	if ((rc = attention(e, &a2)) != 0 ||
 	    (rc = unet_linear_residual(e, &y->o2, nrm, c, T, wk, tok, c)) != 0)
 		return rc;
 

@@ -354,7 +354,7 @@ Test(unet, batch_items_are_independent)
 }
 
 struct counts {
-	int conv, matmul;
+	int conv, matmul, attn;
 	double flop;
 };
 
@@ -365,9 +365,15 @@ static void count_op(const struct unet_op *op, void *arg)
 		c->conv++;
 		c->flop += 2.0 * op->n * op->out_ch * op->in_ch * op->kh * op->kw * (op->h / op->stride) *
 		           (op->w / op->stride);
-	} else {
+	} else if (op->kind == UNET_OP_MATMUL) {
 		c->matmul++;
 		c->flop += 2.0 * op->rows * op->cols * op->tokens;
+	} else {
+		cr_assert_eq(op->kind, UNET_OP_ATTENTION);
+		cr_assert_eq(op->heads, 8);  /* tiny: 8 heads on every level */
+		cr_assert(op->lk == 77 || op->lk == op->lq, "lq %lld, lk %lld", (long long)op->lq,
+		          (long long)op->lk);
+		c->attn++;
 	}
 }
 
@@ -399,6 +405,7 @@ Test(unet, introspection_of_the_tiny_model)
 	cr_assert_eq(c.conv, 2 + 24 + 7 + 2 + 12, "%d convolutions", c.conv);
 	/* matmuls: 2 time MLP + 1 per resnet (12) + 7 per transformer layer (6) */
 	cr_assert_eq(c.matmul, 2 + 12 + 42, "%d matmuls", c.matmul);
+	cr_assert_eq(c.attn, 2 * 6, "%d attentions", c.attn);
 	cr_log_info("tiny at 8x8: %d convolutions, %d matmuls, %.3g MFLOP", c.conv, c.matmul,
 	            c.flop * 1e-6);
 	free(out);

@@ -45,7 +45,8 @@ int image_decode_limited(const void *data, size_t len, long long max_pixels,
  * of 2n strings, or NULL), e.g. "parameters" with the prompt and seed, as image tools show
  * them. A key is 1-79 printable Latin-1 characters without leading, trailing or double spaces
  * (PNG's rule; -EINVAL otherwise); a value that is plain ASCII goes into a tEXt chunk, any
- * other value (UTF-8) into an uncompressed iTXt chunk, and both read back as text in PIL. */
+ * other value (UTF-8) into an uncompressed iTXt chunk, and both read back as text in PIL; an
+ * entry with an empty value is left out (libspng writes no empty text chunk). */
 int image_encode_png(const struct image_rgb8 *img, const char *const *text, void **png,
                      size_t *png_len, char *err, size_t errlen);
 

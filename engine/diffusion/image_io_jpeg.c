@@ -47,6 +47,7 @@ static void on_error_exit(j_common_ptr cinfo)
 		g->code = -E2BIG;
 		snprintf(msg, sizeof(msg), "decoding needs more memory than the limit");
 		break;
+	case JERR_IMAGE_TOO_BIG: g->code = -E2BIG; break; /* a side over 65500 */
 	case JERR_BAD_PRECISION: g->code = -ENOTSUP; break;
 	default: g->code = -EBADMSG;
 	}

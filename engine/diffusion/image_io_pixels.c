@@ -50,8 +50,8 @@ int image_from_chw(const float *chw, int width, int height, struct image_rgb8 *o
 		for (size_t i = 0; i < plane; i++, dst += 3) {
 			float x = src[i];
 			/* written so that NaN fails both tests and ends at -1 */
-			x = x < 1.0f ? x : 1.0f;
 			x = x > -1.0f ? x : -1.0f;
+			x = x < 1.0f ? x : 1.0f;
 			*dst = (uint8_t)lrintf((x + 1.0f) * 127.5f);
 		}
 	}

@@ -12,10 +12,12 @@
 
 /* Limits on what a PNG's ancillary chunks may make libspng hold: one chunk (text, ICC
  * profile, EXIF, decompressed zTXt/iCCP included) and all of them together. The image data
- * (IDAT) is not counted: its size follows from the header, checked against max_pixels. */
+ * (IDAT) is not counted: its size follows from the header, checked against max_pixels.
+ * libspng's own limit of 1000 chunks (SPNG_CHUNK_COUNT_LIMIT) stays as it is: 0.7.3 does not
+ * accept setting it on a decoder. */
 #define PNG_CHUNK_MAX (8u << 20)
 #define PNG_CHUNK_CACHE_MAX (32u << 20)
-#define PNG_CHUNK_COUNT_MAX 1000
+#define PNG_TEXT_MAX 1000    /* text entries written at most */
 
 static int spng_code(int e)
 {
@@ -42,7 +44,6 @@ int image_decode_png(const void *data, size_t len, long long max_pixels, struct 
 	if (!(ctx = spng_ctx_new(0)))
 		return image_fail(err, errlen, -ENOMEM, "out of memory (PNG decoder)");
 	if ((e = spng_set_chunk_limits(ctx, PNG_CHUNK_MAX, PNG_CHUNK_CACHE_MAX)) != 0 ||
-	    (e = spng_set_option(ctx, SPNG_CHUNK_COUNT_LIMIT, PNG_CHUNK_COUNT_MAX)) != 0 ||
 	    (e = spng_set_png_buffer(ctx, data, len)) != 0) {
 		rc = image_fail(err, errlen, -ENOMEM, "PNG decoder set-up: %s", spng_strerror(e));
 		goto done;
@@ -119,7 +120,7 @@ int image_encode_png(const struct image_rgb8 *img, const char *const *text, void
 	struct spng_ihdr ihdr = { 0 };
 	struct spng_text *chunks = NULL;
 	spng_ctx *ctx = NULL;
-	size_t n_text = 0, size, len = 0;
+	size_t n_text = 0, n_chunks = 0, size, len = 0;
 	void *buf;
 	int e, rc;
 
@@ -145,7 +146,7 @@ int image_encode_png(const struct image_rgb8 *img, const char *const *text, void
 			                  "no leading, trailing or double spaces)", text[2 * n_text]);
 		n_text++;
 	}
-	if (n_text > PNG_CHUNK_COUNT_MAX)
+	if (n_text > PNG_TEXT_MAX)
 		return image_fail(err, errlen, -EINVAL, "too many text entries (%zu)", n_text);
 	if (n_text && !(chunks = calloc(n_text, sizeof(*chunks))))
 		return image_fail(err, errlen, -ENOMEM, "out of memory");
@@ -165,15 +166,19 @@ int image_encode_png(const struct image_rgb8 *img, const char *const *text, void
 	}
 	for (size_t i = 0; i < n_text; i++) {
 		const char *v = text[2 * i + 1];
+		struct spng_text *c = &chunks[n_chunks];
+		if (!*v)
+			continue; /* libspng writes no empty text; a reader sees no entry */
 		/* key_ok() bounded the key to 79 bytes; keyword[] has 80 */
-		memcpy(chunks[i].keyword, text[2 * i], strlen(text[2 * i]) + 1);
-		chunks[i].type = plain_ascii(v) ? SPNG_TEXT : SPNG_ITXT;
-		chunks[i].length = strlen(v);
-		chunks[i].text = (char *)v; /* libspng only reads it */
-		chunks[i].language_tag = (char *)"";
-		chunks[i].translated_keyword = (char *)"";
+		memcpy(c->keyword, text[2 * i], strlen(text[2 * i]) + 1);
+		c->type = plain_ascii(v) ? SPNG_TEXT : SPNG_ITXT;
+		c->length = strlen(v);
+		c->text = (char *)v; /* libspng only reads it */
+		c->language_tag = (char *)"";
+		c->translated_keyword = (char *)"";
+		n_chunks++;
 	}
-	if (n_text && (e = spng_set_text(ctx, chunks, (uint32_t)n_text)) != 0) {
+	if (n_chunks && (e = spng_set_text(ctx, chunks, (uint32_t)n_chunks)) != 0) {
 		rc = image_fail(err, errlen, -EINVAL, "PNG text entries: %s", spng_strerror(e));
 		goto done;
 	}

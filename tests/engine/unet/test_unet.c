@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -350,6 +351,60 @@ Test(unet, batch_items_are_independent)
 	free(o1);
 	free(o2);
 	inputs_free(&in);
+	model_close(&m);
+}
+
+struct job {
+	const struct model *m;
+	const struct inputs *in;
+	float *out;
+	int rc;
+};
+
+static void *run_job(void *arg)
+{
+	struct job *j = arg;
+	struct unet_input ui = as_input(j->in);
+	j->rc = unet_forward(j->m->u, &ui, j->out, 1);
+	return NULL;
+}
+
+/* A model is immutable: two threads run forwards on it at the same time (one OpenMP thread
+ * each) and get what one call gets. */
+Test(unet, concurrent_forwards_on_one_model)
+{
+	struct model m = { 0 };
+	struct inputs a, b;
+	model_mkmodel(&m, "conc", "--seed 10");
+	const float ta[1] = { 100.0f }, tb[1] = { 700.0f };
+	inputs_make(&a, m.u, 1, 16, 8, ta, false, 31);
+	inputs_make(&b, m.u, 1, 16, 8, tb, false, 32);
+	const size_t n = out_count(&m, &a);
+	float *ra = malloc(n * sizeof *ra), *rb = malloc(n * sizeof *rb);
+	float *oa = malloc(n * sizeof *oa), *ob = malloc(n * sizeof *ob);
+	cr_assert(ra && rb && oa && ob);
+	run_out(&m, &a, ra, 2);
+	run_out(&m, &b, rb, 2);
+	for (int rep = 0; rep < 3; rep++) {
+		struct job ja = { &m, &a, oa, -1 }, jb = { &m, &b, ob, -1 };
+		pthread_t th[2];
+		cr_assert_eq(pthread_create(&th[0], NULL, run_job, &ja), 0);
+		cr_assert_eq(pthread_create(&th[1], NULL, run_job, &jb), 0);
+		pthread_join(th[0], NULL);
+		pthread_join(th[1], NULL);
+		cr_assert_eq(ja.rc, 0);
+		cr_assert_eq(jb.rc, 0);
+		for (size_t i = 0; i < n; i++) {
+			cr_assert_float_eq(oa[i], ra[i], 1e-5, "thread a, value %zu", i);
+			cr_assert_float_eq(ob[i], rb[i], 1e-5, "thread b, value %zu", i);
+		}
+	}
+	free(ra);
+	free(rb);
+	free(oa);
+	free(ob);
+	inputs_free(&a);
+	inputs_free(&b);
 	model_close(&m);
 }
 

@@ -6,11 +6,11 @@
 set -eu
 
 runtime_pkgs="libevent-2.1-7 libevent-pthreads-2.1-7 libnanomsg5 libprotobuf-c1 libjemalloc2
-  libdnnl2 libinih1 libjansson4 libsystemd0 libxxhash0 libpcre2-8-0 libspng0 libjpeg62-turbo"
+  libdnnl2 libinih1 libjansson4 libsystemd0 libxxhash0 libpcre2-8-0 libspng0 libjpeg62-turbo libssl3"
 build_pkgs="build-essential pkg-config meson ninja-build protobuf-c-compiler
   libevent-dev libnanomsg-dev libprotobuf-c-dev libjemalloc-dev libdnnl-dev
   libinih-dev libjansson-dev libsystemd-dev libxxhash-dev libpcre2-dev libspng-dev
-  libjpeg62-turbo-dev"
+  libjpeg62-turbo-dev libssl-dev"
 test_pkgs="libcriterion-dev python3 python3-numpy python3-venv nanomsg-utils clang systemd nginx-light curl
   libclang-rt-14-dev"
 

@@ -12,6 +12,7 @@
 #include "metrics.h"
 
 struct http_gen;
+struct http_img;
 
 /* A client connection that has sent at least one request. evhttp owns the evhttp_connection;
  * this is freed in its close callback (nothing of evhttp's refers to it afterwards). */
@@ -19,6 +20,7 @@ struct http_conn {
 	struct http_server *hs;
 	struct evhttp_connection *evcon;
 	struct http_gen *gen;          /* the generation request it is waiting on, if any */
+	struct http_img *img;          /* or the image request */
 	struct http_conn *prev, *next;
 };
 
@@ -31,6 +33,8 @@ struct http_server {
 	unsigned n_conns;
 	struct http_gen *gens;         /* generation requests in flight */
 	size_t n_gens;
+	struct http_img *imgs;         /* image requests in flight */
+	size_t n_imgs;
 	uint64_t next_id;              /* for response ids */
 	bool closing;                  /* http_server_free() is running */
 };
@@ -64,5 +68,12 @@ void http_generate(struct http_server *hs, struct http_conn *conn, struct evhttp
 void http_gen_client_gone(struct http_gen *g);
 /* Drain timeout or shutdown: abandons the generation and answers 503 (or ends the stream). */
 void http_gen_abort(struct http_gen *g, bool reply);
+
+/* ---- image endpoint (http_images.c) ---------------------------------------------------- */
+
+/* POST /v1/images/generations: answers req now (an error) or when the images are done. */
+void http_images(struct http_server *hs, struct http_conn *conn, struct evhttp_request *req);
+void http_img_client_gone(struct http_img *g);
+void http_img_abort(struct http_img *g, bool reply);
 
 #endif

@@ -118,6 +118,8 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 	(void)evcon;
 	if (c->gen)
 		http_gen_client_gone(c->gen); /* clears c->gen */
+	if (c->img)
+		http_img_client_gone(c->img); /* clears c->img */
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -203,13 +205,14 @@ static void get_ready(struct http_server *hs, struct evhttp_request *req)
 		                 "the daemon is draining");
 		return;
 	}
-	if (srv->n_models == 0) {
+	if (srv->n_models + srv->n_images == 0) {
 		http_reply_error(hs, req, 503, NULL, NULL, "no_models", METRICS_EP_READY,
 		                 "no model is loaded");
 		return;
 	}
 	http_reply_json(hs, req, 200, json_pack("{s:s, s:I}", "status", "ready", "models",
-	                                        (json_int_t)srv->n_models), METRICS_EP_READY);
+	                                        (json_int_t)(srv->n_models + srv->n_images)),
+	                METRICS_EP_READY);
 }
 
 static json_t *model_json(const struct inferd_server *srv, const struct served_model *m)
@@ -218,6 +221,16 @@ static json_t *model_json(const struct inferd_server *srv, const struct served_m
 	return json_pack("{s:s, s:s, s:I, s:s, s:I}", "id", m->cfg->name, "object", "model",
 	                 "created", (json_int_t)created, "owned_by", "inferd", "max_model_len",
 	                 (json_int_t)m->max_context);
+}
+
+static json_t *image_model_json(const struct inferd_server *srv, const struct served_image *m)
+{
+	time_t created = time(NULL) - (time_t)(server_now() - srv->started);
+	char size[32];
+	snprintf(size, sizeof size, "%dx%d", m->info.default_width, m->info.default_height);
+	return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "id", m->cfg->name, "object", "model",
+	                 "created", (json_int_t)created, "owned_by", "inferd", "kind", "image",
+	                 "default_size", size);
 }
 
 static void get_models(struct http_server *hs, struct evhttp_request *req, const char *one)
@@ -234,12 +247,21 @@ static void get_models(struct http_server *hs, struct evhttp_request *req, const
 				return;
 			}
 		}
+		for (size_t i = 0; i < srv->n_images; i++) {
+			if (strcmp(srv->images[i].cfg->name, one) == 0) {
+				http_reply_json(hs, req, 200, image_model_json(srv, &srv->images[i]),
+				                METRICS_EP_MODELS);
+				return;
+			}
+		}
 		http_reply_error(hs, req, 404, NULL, "model", "model_not_found", METRICS_EP_MODELS,
 		                 "the model '%s' does not exist", one);
 		return;
 	}
 	for (size_t i = 0; data && i < srv->n_models; i++)
 		json_array_append_new(data, model_json(srv, &srv->models[i]));
+	for (size_t i = 0; data && i < srv->n_images; i++)
+		json_array_append_new(data, image_model_json(srv, &srv->images[i]));
 	http_reply_json(hs, req, 200, json_pack("{s:s, s:o*}", "object", "list", "data", data),
 	                METRICS_EP_MODELS);
 }
@@ -269,6 +291,8 @@ static enum metrics_endpoint endpoint_of(const char *path)
 		return METRICS_EP_COMPLETIONS;
 	if (strcmp(path, "/v1/chat/completions") == 0)
 		return METRICS_EP_CHAT;
+	if (strcmp(path, "/v1/images/generations") == 0)
+		return METRICS_EP_IMAGES;
 	if (strcmp(path, "/v1/models") == 0 || strncmp(path, "/v1/models/", 11) == 0)
 		return METRICS_EP_MODELS;
 	if (strcmp(path, "/health") == 0)
@@ -332,7 +356,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 		http_reply_error(hs, req, 404, NULL, NULL, "not_found", ep, "no route for %s", path);
 		return;
 	}
-	bool want_post = ep == METRICS_EP_COMPLETIONS || ep == METRICS_EP_CHAT;
+	bool want_post = ep == METRICS_EP_COMPLETIONS || ep == METRICS_EP_CHAT ||
+	                 ep == METRICS_EP_IMAGES;
 	if ((want_post && !post) || (!want_post && !get)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
 		                  want_post ? "POST" : "GET, HEAD");
@@ -369,6 +394,14 @@ static void on_request(struct evhttp_request *req, void *arg)
 			return;
 		}
 		http_generate(hs, c, req, ep == METRICS_EP_CHAT ? HTTP_API_CHAT : HTTP_API_COMPLETIONS);
+		return;
+	case METRICS_EP_IMAGES:
+		if (hs->srv->state != SERVER_STATE_SERVING) {
+			http_reply_error(hs, req, 503, NULL, NULL, "draining", ep,
+			                 "the daemon is shutting down: retry on another instance");
+			return;
+		}
+		http_images(hs, c, req);
 		return;
 	default:
 		http_reply_error(hs, req, 404, NULL, NULL, "not_found", ep, "no route for %s", path);
@@ -445,6 +478,8 @@ void http_server_free(struct http_server *hs)
 	hs->closing = true;
 	while (hs->gens)
 		http_gen_abort(hs->gens, false);
+	while (hs->imgs)
+		http_img_abort(hs->imgs, false);
 	/* Frees every connection; their close callbacks free the http_conns. */
 	if (hs->evh)
 		evhttp_free(hs->evh);
@@ -458,11 +493,13 @@ void http_server_free(struct http_server *hs)
 
 size_t http_server_busy(const struct http_server *hs)
 {
-	return hs ? hs->n_gens : 0;
+	return hs ? hs->n_gens + hs->n_imgs : 0;
 }
 
 void http_server_abort_all(struct http_server *hs)
 {
 	while (hs && hs->gens)
 		http_gen_abort(hs->gens, true);
+	while (hs && hs->imgs)
+		http_img_abort(hs->imgs, true);
 }

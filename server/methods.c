@@ -71,7 +71,21 @@ static void method_list_models(struct call *c, const uint8_t *payload, size_t le
 		info[i].ready = true;
 		ptrs[i] = &info[i];
 	}
-	rep.n_models = srv->n_models;
+	size_t n = srv->n_models;
+	for (size_t i = 0; i < srv->n_images && n < CONFIG_MAX_MODELS; i++, n++) {
+		const struct served_image *m = &srv->images[i];
+		inferd__v1__model_info__init(&info[n]);
+		info[n].name = m->cfg->name;
+		info[n].kind = INFERD__V1__MODEL_KIND__MODEL_KIND_DIFFUSION;
+		info[n].path = m->cfg->path;
+		info[n].architecture = (char *)m->info.arch;
+		info[n].parameters = m->info.n_params;
+		info[n].dtype = (char *)m->info.dtype;
+		info[n].context_length = (uint32_t)m->info.ctx_len;
+		info[n].ready = true;
+		ptrs[n] = &info[n];
+	}
+	rep.n_models = n;
 	rep.models = ptrs;
 	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
 }
@@ -148,6 +162,21 @@ static void method_stats(struct call *c, const uint8_t *payload, size_t len)
 	if (tpot_n)
 		rep.tpot_seconds_mean = tpot_sum / (double)tpot_n;
 	rep.prefix_cache_hit_rate = queries ? (double)hits / (double)queries : 0.0;
+	for (size_t i = 0; i < srv->n_images; i++) {
+		struct image_worker_stats is;
+		image_worker_stats(srv->images[i].worker, &is);
+		rep.images_generated += is.images;
+		rep.image_requests_running += is.running;
+		rep.image_requests_waiting += is.queued;
+		rep.image_requests_finished += is.finished;
+		rep.image_requests_failed += is.failed;
+		rep.unet_calls += is.unet_calls;
+		rep.unet_items += is.unet_items;
+		rep.unet_seconds += is.unet_s;
+		rep.vae_decode_seconds += is.decode_s;
+		rep.png_encode_seconds += is.encode_s;
+		rep.text_encode_seconds += is.text_s;
+	}
 	call_finish(c, INFERD__V1__STATUS_CODE__STATUS_OK, &rep.base, NULL);
 }
 

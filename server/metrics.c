@@ -54,11 +54,11 @@ static const char *const finish_names[FINISH_SLOTS] = { "stop", "length", "cance
 
 static const char *const ep_names[METRICS_EP_COUNT] = {
 	"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/ready", "/metrics",
-	"other",
+	"/v1/images/generations", "other",
 };
 
 /* The statuses the HTTP API answers with; anything else counts as "other". */
-static const int http_statuses[] = { 200, 400, 401, 404, 405, 413, 429, 499, 500, 503 };
+static const int http_statuses[] = { 200, 400, 401, 404, 405, 413, 429, 499, 500, 501, 503 };
 #define STATUS_SLOTS (N(http_statuses) + 1)
 
 struct metrics {
@@ -164,6 +164,50 @@ static int render_hist(struct evbuffer *b, const struct histogram *h)
 		}                                                                               \
 	} while (0)
 
+/* One line per image model of a figure read from its worker. */
+#define PER_IMAGE(NAME, TYPE, HELP, FMT, EXPR)                                                  \
+	do {                                                                                    \
+		bad |= head(b, NAME, TYPE, HELP);                                               \
+		for (size_t i = 0; i < srv->n_images; i++) {                                    \
+			const struct image_worker_stats *w = &is[i];                            \
+			bad |= evbuffer_add_printf(b, NAME "{model=\"%s\"} " FMT "\n",          \
+			                           srv->images[i].cfg->name, EXPR) < 0;         \
+		}                                                                               \
+	} while (0)
+
+static int render_images(struct inferd_server *srv, struct evbuffer *b)
+{
+	struct image_worker_stats is[CONFIG_MAX_MODELS];
+	int bad = 0;
+
+	if (!srv->n_images)
+		return 0;
+	for (size_t i = 0; i < srv->n_images && i < CONFIG_MAX_MODELS; i++)
+		image_worker_stats(srv->images[i].worker, &is[i]);
+	PER_IMAGE("inferd_image_requests_running", "gauge",
+	          "Image requests in the stream batch.", "%u", w->running);
+	PER_IMAGE("inferd_image_requests_waiting", "gauge",
+	          "Image requests waiting for room in the stream batch.", "%u", w->queued);
+	PER_IMAGE("inferd_image_requests_total", "counter", "Image requests finished.", "%llu",
+	          (unsigned long long)w->finished);
+	PER_IMAGE("inferd_image_requests_failed_total", "counter",
+	          "Image requests that ended with an error.", "%llu",
+	          (unsigned long long)w->failed);
+	PER_IMAGE("inferd_images_generated_total", "counter", "Images generated.", "%llu",
+	          (unsigned long long)w->images);
+	PER_IMAGE("inferd_unet_calls_total", "counter",
+	          "UNet forwards (one denoising step of the whole stream batch).", "%llu",
+	          (unsigned long long)w->unet_calls);
+	PER_IMAGE("inferd_unet_batch_items_total", "counter",
+	          "Batch items the UNet forwards ran (divide by the calls: mean batch).", "%llu",
+	          (unsigned long long)w->unet_items);
+	PER_IMAGE("inferd_unet_seconds_total", "counter", "Time in UNet forwards.", "%.6f",
+	          w->unet_s);
+	PER_IMAGE("inferd_vae_decode_seconds_total", "counter", "Time in VAE decodes.", "%.6f",
+	          w->decode_s);
+	return bad;
+}
+
 int metrics_render(struct inferd_server *srv, struct evbuffer *b)
 {
 	struct metrics *m = srv->metrics;
@@ -207,7 +251,7 @@ int metrics_render(struct inferd_server *srv, struct evbuffer *b)
 	}
 
 	bad |= head(b, "inferd_models_loaded", "gauge", "Models served.");
-	bad |= evbuffer_add_printf(b, "inferd_models_loaded %zu\n", srv->n_models) < 0;
+	bad |= evbuffer_add_printf(b, "inferd_models_loaded %zu\n", srv->n_models + srv->n_images) < 0;
 	PER_MODEL("inferd_requests_running", "gauge", "Sequences running in the batch.", "%u",
 	          w->sched.running);
 	PER_MODEL("inferd_requests_waiting", "gauge", "Requests waiting to be scheduled.", "%u",
@@ -235,5 +279,6 @@ int metrics_render(struct inferd_server *srv, struct evbuffer *b)
 	          "Requests refused because the model's queue was full.", "%llu",
 	          (unsigned long long)w->sched.shed);
 	free(ws);
+	bad |= render_images(srv, b);
 	return bad ? -ENOMEM : 0;
 }

@@ -2,7 +2,11 @@
  * through oneDNN (conv2d objects with the same shapes and random weights, the same input
  * sizes), interleaved repetitions, medians, the ratio printed.
  *
- *   bench_vae [--quick] [--sd] [--reps N]
+ *   bench_vae [--quick] [--sd] [--layouts] [--reps N]
+ *
+ * The baseline runs each convolution in the faster of its two layouts (conv2d's NCHW
+ * activations or CONV2D_BLOCKED_IO), timed per conv in the warm-up; --layouts prints that
+ * table.
  *
  * Models: inferd-mkmodel diffusion --size tiny (32x32 latents -> 64x64) and --size small
  * (64x64 latents -> 256x256); with --sd also an SD 1.x-size decoder ([128, 256, 512, 512],
@@ -42,6 +46,7 @@ static double median(double *v, int n)
 
 struct bconv {
 	struct conv2d *c;
+	int in, out, k;
 	int64_t h, w;
 	float *x, *y;
 	double flops;
@@ -50,6 +55,7 @@ struct bconv {
 struct convset {
 	struct bconv *v;
 	int n, cap;
+	unsigned flags;   /* conv2d flags of every layer */
 	double flops;
 };
 
@@ -70,6 +76,9 @@ static int add_conv(struct convset *s, int in, int out, int k, int64_t n, int64_
 	float *wt = malloc(nw * sizeof *wt), *b = malloc((size_t)out * sizeof *b);
 	struct bconv *c = &s->v[s->n];
 	memset(c, 0, sizeof *c);
+	c->in = in;
+	c->out = out;
+	c->k = k;
 	c->x = malloc(nx * sizeof *c->x);
 	c->y = malloc(ny * sizeof *c->y);
 	int rc = -ENOMEM;
@@ -77,7 +86,7 @@ static int add_conv(struct convset *s, int in, int out, int k, int64_t n, int64_
 		vae_fill(wt, nw, (uint64_t)s->n * 3 + 1, false);
 		vae_fill(b, (size_t)out, 2, false);
 		vae_fill(c->x, nx, 3, true);
-		rc = conv2d_new(&d, DTYPE_F32, wt, b, 0, &c->c);
+		rc = conv2d_new(&d, DTYPE_F32, wt, b, s->flags, &c->c);
 	}
 	free(wt);
 	free(b);
@@ -133,13 +142,56 @@ static int decoder_convs(const struct diff_vae_config *c, int64_t n, int64_t h, 
 	return rc;
 }
 
-static int convs_run(struct convset *s, int64_t n)
+/* Runs every conv once: the one of s[0] (NCHW) or s[1] (blocked) that pick[i] says. */
+static int convs_run(struct convset *s, const int *pick, int64_t n)
 {
-	for (int i = 0; i < s->n; i++) {
-		int rc = conv2d_run(s->v[i].c, s->v[i].x, n, s->v[i].h, s->v[i].w, s->v[i].y);
+	for (int i = 0; i < s[0].n; i++) {
+		const struct bconv *c = &s[pick[i]].v[i];
+		int rc = conv2d_run(c->c, c->x, n, c->h, c->w, c->y);
 		if (rc != 0)
 			return rc;
 	}
+	return 0;
+}
+
+/* Median time of conv i of s over 3 runs (after a first untimed one). */
+static int conv_time(struct bconv *c, int64_t n, double *t)
+{
+	double v[3];
+	int rc = conv2d_run(c->c, c->x, n, c->h, c->w, c->y);
+	for (int r = 0; rc == 0 && r < 3; r++) {
+		double t0 = now();
+		rc = conv2d_run(c->c, c->x, n, c->h, c->w, c->y);
+		v[r] = now() - t0;
+	}
+	*t = median(v, 3);
+	return rc;
+}
+
+/* Times each conv in both layouts and picks the faster one for the baseline. */
+static int pick_layouts(struct convset *s, int *pick, int64_t n, bool table)
+{
+	double sum[2] = { 0, 0 }, best = 0;
+	for (int i = 0; i < s[0].n; i++) {
+		double t[2];
+		int rc = conv_time(&s[0].v[i], n, &t[0]);
+		if (rc == 0)
+			rc = conv_time(&s[1].v[i], n, &t[1]);
+		if (rc != 0)
+			return rc;
+		pick[i] = t[1] < t[0];
+		sum[0] += t[0];
+		sum[1] += t[1];
+		best += t[pick[i]];
+		const struct bconv *c = &s[0].v[i];
+		if (table)
+			printf("    conv %2d: %4d -> %4d k%d at %4lldx%-4lld  nchw %8.3f ms  blocked "
+			       "%8.3f ms  (%.2fx)\n", i, c->in, c->out, c->k, (long long)c->h,
+			       (long long)c->w, 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+	}
+	if (table)
+		printf("    sum: nchw %.2f ms, blocked %.2f ms, faster of the two per conv %.2f ms\n",
+		       1e3 * sum[0], 1e3 * sum[1], 1e3 * best);
 	return 0;
 }
 
@@ -237,11 +289,13 @@ static int write_sd_vae(const char *path, struct diff_vae_config *c)
 /* ---- one case ------------------------------------------------------------------------------ */
 
 static int bench_case(const char *what, const struct diff_vae_config *cfg,
-                      const struct st_file *f, int64_t n, int64_t h, int64_t w, int reps)
+                      const struct st_file *f, int64_t n, int64_t h, int64_t w, int reps,
+                      bool table)
 {
 	struct vae *v = NULL;
-	struct convset cs = { 0 };
+	struct convset cs[2] = { { .flags = 0 }, { .flags = CONV2D_BLOCKED_IO } };
 	char err[512] = "";
+	int *pick = NULL;
 	int rc = vae_new(cfg, f, false, &v, err, sizeof err);
 	if (rc != 0) {
 		fprintf(stderr, "bench_vae: %s: %s\n", what, err);
@@ -256,17 +310,22 @@ static int bench_case(const char *what, const struct diff_vae_config *cfg,
 	if (z == NULL || img == NULL || td == NULL || tc == NULL)
 		goto done;
 	vae_fill(z, nz, 1, true);
-	if ((rc = decoder_convs(cfg, n, h, w, &cs)) != 0)
+	if ((rc = decoder_convs(cfg, n, h, w, &cs[0])) != 0 ||
+	    (rc = decoder_convs(cfg, n, h, w, &cs[1])) != 0)
 		goto done;
-	/* warm-up: primitives made, pages faulted in */
-	if ((rc = vae_decode(v, z, n, h, w, img, 0)) != 0 || (rc = convs_run(&cs, n)) != 0)
+	rc = -ENOMEM;
+	if ((pick = calloc((size_t)cs[0].n, sizeof *pick)) == NULL)
+		goto done;
+	/* warm-up: primitives made, pages faulted in; the baseline's layout per conv */
+	if ((rc = vae_decode(v, z, n, h, w, img, 0)) != 0 ||
+	    (rc = pick_layouts(cs, pick, n, table)) != 0)
 		goto done;
 	for (int r = 0; r < reps; r++) {
 		double t0 = now();
 		if ((rc = vae_decode(v, z, n, h, w, img, 0)) != 0)
 			goto done;
 		double t1 = now();
-		if ((rc = convs_run(&cs, n)) != 0)
+		if ((rc = convs_run(cs, pick, n)) != 0)
 			goto done;
 		double t2 = now();
 		td[r] = t1 - t0;
@@ -276,13 +335,15 @@ static int bench_case(const char *what, const struct diff_vae_config *cfg,
 	printf("%-22s B=%lld %3lldx%-3lld -> %4lldx%-4lld  decode %8.2f ms   %3d convs alone "
 	       "%8.2f ms (%6.1f GFLOP, %5.1f GFLOP/s)   ratio %.3f\n", what, (long long)n,
 	       (long long)h, (long long)w, (long long)(h * fct), (long long)(w * fct), 1e3 * md,
-	       cs.n, 1e3 * mc, cs.flops * 1e-9, cs.flops * 1e-9 / mc, md / mc);
+	       cs[0].n, 1e3 * mc, cs[0].flops * 1e-9, cs[0].flops * 1e-9 / mc, md / mc);
 	fflush(stdout);
 	rc = 0;
 done:
 	if (rc != 0)
 		fprintf(stderr, "bench_vae: %s: error %d\n", what, rc);
-	convset_free(&cs);
+	convset_free(&cs[0]);
+	convset_free(&cs[1]);
+	free(pick);
 	free(z);
 	free(img);
 	free(td);
@@ -292,7 +353,7 @@ done:
 }
 
 static int bench_folder(const char *what, const char *dir, int64_t n, int64_t h, int64_t w,
-                        int reps)
+                        int reps, bool table)
 {
 	struct diff_vae_config cfg;
 	struct st_file *f = NULL;
@@ -302,24 +363,26 @@ static int bench_folder(const char *what, const char *dir, int64_t n, int64_t h,
 		fprintf(stderr, "bench_vae: %s: %s\n", dir, err);
 		return rc;
 	}
-	rc = bench_case(what, &cfg, f, n, h, w, reps);
+	rc = bench_case(what, &cfg, f, n, h, w, reps, table);
 	st_free(f);
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	bool quick = false, sd = false;
+	bool quick = false, sd = false, table = false;
 	int reps = 7;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = true;
 		else if (strcmp(argv[i], "--sd") == 0)
 			sd = true;
+		else if (strcmp(argv[i], "--layouts") == 0)
+			table = true;
 		else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
 			reps = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_vae [--quick] [--sd] [--reps N]\n");
+			fprintf(stderr, "usage: bench_vae [--quick] [--sd] [--layouts] [--reps N]\n");
 			return 2;
 		}
 	}
@@ -336,11 +399,11 @@ int main(int argc, char **argv)
 	}
 	printf("VAE decode vs its convolutions alone (oneDNN, same shapes), %d threads, median of "
 	       "%d interleaved runs\n", omp_get_max_threads(), reps);
-	int rc = bench_folder("tiny [32,64]", tiny, 1, 32, 32, reps);
+	int rc = bench_folder("tiny [32,64]", tiny, 1, 32, 32, reps, table);
 	if (rc == 0)
-		rc = bench_folder("small [64,128,128]", small, 1, 64, 64, reps);
+		rc = bench_folder("small [64,128,128]", small, 1, 64, 64, reps, table);
 	if (rc == 0 && !quick)
-		rc = bench_folder("small [64,128,128]", small, 2, 64, 64, reps);
+		rc = bench_folder("small [64,128,128]", small, 2, 64, 64, reps, false);
 	if (rc == 0 && sd) {
 		char path[700];
 		struct diff_vae_config c;
@@ -351,7 +414,7 @@ int main(int argc, char **argv)
 		if (rc == 0 && (rc = st_open(path, &f, err, sizeof err)) != 0)
 			fprintf(stderr, "bench_vae: %s\n", err);
 		if (rc == 0)
-			rc = bench_case("SD [128,256,512,512]", &c, f, 1, 32, 32, reps < 5 ? reps : 5);
+			rc = bench_case("SD [128,256,512,512]", &c, f, 1, 32, 32, reps < 5 ? reps : 5, table);
 		st_free(f);
 	}
 	vae_tmpdir_remove();

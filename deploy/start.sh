@@ -1,8 +1,10 @@
 #!/bin/sh
 # Sets everything up, builds inferd and starts the daemon in the foreground on loopback with its
 # default configuration (tcp://127.0.0.1:7070 and an ipc socket), serving the built-in default
-# model: a small random-weight llama model in GGUF, generated once by inferd-mkmodel into
-# $INFERD_MODEL_DIR (default: build/models). Extra arguments go to inferd, e.g.
+# models: a small random-weight llama model in GGUF ("default") and a small random-weight
+# Stable Diffusion pipeline in the diffusers layout ("default-image"), generated once by
+# inferd-mkmodel into $INFERD_MODEL_DIR (default: build/models). Extra arguments go to inferd,
+# e.g.
 #   deploy/start.sh --log-level debug
 #   deploy/start.sh -m mymodel=/path/to/real-model.gguf     (serve a real model as well)
 # Stop it with Ctrl-C (it drains calls in flight).
@@ -25,4 +27,12 @@ if [ ! -f "$default_model" ]; then
     --heads 8 --kv-heads 4 --ffn 1408 --vocab 8192 --context 2048 --dtype q8_0 --seed 1 \
     --name inferd-default
 fi
-exec "$build/server/inferd" --model "default=$default_model" "$@"
+default_image="$models/default-image"
+if [ ! -f "$default_image/model_index.json" ]; then
+  mkdir -p "$models"
+  # Three UNet levels (64, 128, 256 channels), 128x128 images by default: a few seconds a
+  # picture on two cores.
+  "$build/engine/tools/inferd-mkmodel" diffusion --out "$default_image" --size small --seed 1
+fi
+exec "$build/server/inferd" --model "default=$default_model" \
+  --model "default-image=$default_image" "$@"

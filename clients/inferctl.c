@@ -282,7 +282,8 @@ static void usage(FILE *f)
 	"  tokenize TEXT|-        token ids of a text with a model's tokenizer\n"
 	"  echo                   diagnostic round trips (prints round-trip times)\n"
 	"  cancel CALL_ID         send a Cancel call (see 'inferctl cancel --help')\n"
-	"  image, adapter         not available yet\n"
+	"  image -o FILE PROMPT|- generate images with a diffusion model into PNG files\n"
+	"  adapter                not available yet\n"
 	"\n"
 	"Options (also accepted after the command):\n"
 	"  -c, --connect URL      daemon address, tcp://HOST:PORT or ipc://PATH; repeatable\n"
@@ -311,6 +312,7 @@ static const struct command commands[] = {
 	{ "tokenize", ctl_cmd_tokenize },
 	{ "echo", ctl_cmd_echo },
 	{ "cancel", ctl_cmd_cancel },
+	{ "image", ctl_cmd_image },
 };
 
 int main(int argc, char **argv)
@@ -346,9 +348,9 @@ int main(int argc, char **argv)
 		rc = commands[i].fn(&ctl, argc - optind, argv + optind);
 		goto done;
 	}
-	if (strcmp(ctl.command, "image") == 0 || strcmp(ctl.command, "adapter") == 0) {
+	if (strcmp(ctl.command, "adapter") == 0) {
 		ctl_err(&ctl, "not available yet: the daemon does not serve %s yet",
-		        ctl.command[0] == 'i' ? "GenerateImage" : "LoadAdapter/UnloadAdapter");
+		        "LoadAdapter/UnloadAdapter");
 		rc = CTL_EXIT_USAGE;
 		goto done;
 	}

@@ -92,7 +92,7 @@ int ctl_print_json(json_t *v);
 /* Names of protocol enums. */
 const char *ctl_finish_name(int finish_reason);
 
-/* ---- subcommands (inferctl-cmds.c, inferctl-generate.c) -------------------------------- */
+/* ---- subcommands (inferctl-cmds.c, inferctl-generate.c, inferctl-image.c) -------------- */
 int ctl_cmd_health(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_models(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_stats(struct ctl *ctl, int argc, char **argv);
@@ -100,5 +100,6 @@ int ctl_cmd_tokenize(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_cancel(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_echo(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_generate(struct ctl *ctl, int argc, char **argv);
+int ctl_cmd_image(struct ctl *ctl, int argc, char **argv);
 
 #endif

@@ -195,6 +195,85 @@ Test(inferctl, inferd_url_sets_the_default_endpoint)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 }
 
+/* ---- image: a daemon serving a tiny random-weight pipeline (inferd-mkmodel diffusion) ------ */
+
+static char img_models[64];
+
+static void start_image(void)
+{
+	const char *mk = getenv("INFERD_MKMODEL");
+	char cmd[512], extra[512];
+
+	cr_assert_not_null(mk, "INFERD_MKMODEL is not set");
+	snprintf(img_models, sizeof(img_models), "/tmp/inferd-test-cli-img-XXXXXX");
+	cr_assert_not_null(mkdtemp(img_models));
+	snprintf(cmd, sizeof(cmd), "'%s' diffusion --out '%s/img' --seed 3 >/dev/null", mk,
+	         img_models);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	snprintf(extra, sizeof(extra), "[model.img]\npath = %s/img\nthreads = 2\n", img_models);
+	td_start(&d, extra, NULL);
+}
+
+static void stop_image(void)
+{
+	char cmd[128];
+
+	td_stop(&d);
+	td_cleanup(&d);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", img_models);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", img_models);
+}
+
+static void expect_png(const char *path)
+{
+	unsigned char sig[8] = { 0 };
+	FILE *f = fopen(path, "rb");
+
+	cr_assert(f, "%s was not written", path);
+	cr_assert_eq(fread(sig, 1, 8, f), 8, "%s is short", path);
+	fclose(f);
+	cr_assert_eq(memcmp(sig, "\x89PNG\r\n\x1a\n", 8), 0, "%s is not a PNG", path);
+}
+
+/* Skipped with the reason while the daemon answers GenerateImage with UNIMPLEMENTED. */
+Test(inferctl_image, writes_pngs_with_progress_and_json, .init = start_image, .fini = stop_image,
+     .timeout = 300)
+{
+	char path[256], p0[256], p1[256];
+
+	snprintf(path, sizeof(path), "%s/out.png", d.dir);
+	CTL(NULL, "image", "-m", "img", "-o", path, "--steps", "2", "--width", "64", "--height",
+	    "64", "--seed", "1", "--progress", "a red cube");
+	if (r.status == 4 && strstr(r.err, "UNIMPLEMENTED"))
+		cr_skip_test("the daemon answers GenerateImage with UNIMPLEMENTED (%s)", r.err);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, path), "%s", r.out);
+	cr_assert(strstr(r.out, "64x64 seed 1 "), "%s", r.out);
+	cr_assert(strstr(r.err, "step 2/2"), "%s", r.err);
+	expect_png(path);
+
+	/* two images: out-0.png and out-1.png, one JSON object */
+	CTL(NULL, "--json", "image", "-m", "img", "-o", path, "--steps", "1", "--width", "64",
+	    "--height", "64", "-n", "2", "a blue cube");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = tr_json(&r), *imgs = json_object_get(j, "images");
+	cr_assert_eq(json_array_size(imgs), 2, "%s", r.out);
+	snprintf(p0, sizeof(p0), "%s/out-0.png", d.dir);
+	snprintf(p1, sizeof(p1), "%s/out-1.png", d.dir);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(imgs, 0), "path")), p0);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(imgs, 1), "path")), p1);
+	cr_assert_eq(json_integer_value(json_object_get(json_array_get(imgs, 1), "width")), 64);
+	json_decref(j);
+	expect_png(p0);
+	expect_png(p1);
+
+	/* a server-side refusal: message on stderr, exit 4 */
+	CTL(NULL, "image", "-m", "no-such-model", "-o", path, "a cat");
+	cr_assert_eq(r.status, 4, "%s", r.err);
+	cr_assert(strstr(r.err, "no-such-model"), "%s", r.err);
+}
+
 /* ---- exit codes --------------------------------------------------------------------------- */
 
 Test(inferctl, usage_errors_exit_2)
@@ -219,9 +298,25 @@ Test(inferctl, usage_errors_exit_2)
 	cr_assert_eq(r.status, 2);
 	CTL(NULL, "cancel");
 	cr_assert_eq(r.status, 2);
-	CTL(NULL, "image", "-o", "x.png", "a cat");
+	CTL(NULL, "image", "a cat");
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "-o FILE"), "%s", r.err);
+	CTL(NULL, "image", "-o", "x.png", "--steps", "ten", "a cat");
 	cr_assert_eq(r.status, 2);
-	cr_assert(strstr(r.err, "not available yet"), "%s", r.err);
+	cr_assert(strstr(r.err, "--steps"), "%s", r.err);
+	CTL(NULL, "image", "-o", "x.png", "--steps", "0", "a cat");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--steps"), "%s", r.err);
+	CTL(NULL, "image", "-o", "x.png", "--num-images", "17", "a cat");
+	cr_assert_eq(r.status, 2);
+	CTL(NULL, "image", "-o", "x.png", "--strength", "0.5", "a cat");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--init"), "%s", r.err);
+	CTL(NULL, "image", "-o", "x.png", "--init", "/nonexistent/init.png", "a cat");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "/nonexistent/init.png"), "%s", r.err);
+	CTL(NULL, "image", "-o", "x.png");
+	cr_assert_eq(r.status, 2);
 	CTL(NULL, "adapter", "list");
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "not available yet"), "%s", r.err);
@@ -230,7 +325,7 @@ Test(inferctl, usage_errors_exit_2)
 Test(inferctl, every_subcommand_has_help)
 {
 	static const char *const cmds[] = { "health", "models", "stats", "generate", "tokenize",
-	                                    "echo", "cancel" };
+	                                    "echo", "cancel", "image" };
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		CTL(NULL, cmds[i], "--help");
 		cr_assert_eq(r.status, 0, "%s --help: %s", cmds[i], r.err);

@@ -2,7 +2,7 @@
  * through oneDNN (conv2d objects with the same shapes and random weights, the same input
  * sizes), interleaved repetitions, medians, the ratio printed.
  *
- *   bench_vae [--quick] [--sd] [--layouts] [--reps N]
+ *   bench_vae [--quick] [--sd | --only-sd] [--sd-latent N] [--layouts] [--reps N]
  *
  * The baseline runs each convolution in the faster of its two layouts (conv2d's NCHW
  * activations or CONV2D_BLOCKED_IO), timed per conv in the warm-up; --layouts prints that
@@ -10,7 +10,8 @@
  *
  * Models: inferd-mkmodel diffusion --size tiny (32x32 latents -> 64x64) and --size small
  * (64x64 latents -> 256x256); with --sd also an SD 1.x-size decoder ([128, 256, 512, 512],
- * 2 layers per block, random weights written here) at 32x32 latents -> 256x256. Needs
+ * 2 layers per block, random weights written here) at 32x32 latents -> 256x256 (--sd-latent
+ * 64: 512x512). Needs
  * INFERD_MKMODEL (meson sets it). */
 #include <errno.h>
 #include <math.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "conv.h"
@@ -72,7 +74,8 @@ static int add_conv(struct convset *s, int in, int out, int k, int64_t n, int64_
 	struct conv2d_desc d = { .in_ch = in, .out_ch = out, .kh = k, .kw = k, .stride_h = 1,
 	                         .stride_w = 1, .pad_t = k / 2, .pad_l = k / 2, .pad_b = k / 2,
 	                         .pad_r = k / 2 };
-	size_t nw = (size_t)out * in * k * k, nx = (size_t)(n * in * h * w), ny = (size_t)(n * out * h * w);
+	size_t nw = (size_t)out * in * k * k, nx = (size_t)(n * in * h * w);
+	size_t ny = (size_t)(n * out * h * w);
 	float *wt = malloc(nw * sizeof *wt), *b = malloc((size_t)out * sizeof *b);
 	struct bconv *c = &s->v[s->n];
 	memset(c, 0, sizeof *c);
@@ -310,18 +313,28 @@ static int bench_case(const char *what, const struct diff_vae_config *cfg,
 	if (z == NULL || img == NULL || td == NULL || tc == NULL)
 		goto done;
 	vae_fill(z, nz, 1, true);
+	/* first decode before the baseline's buffers exist: the process's peak RSS after it is
+	 * the decoder's (weights, scratch, conv2d's pool) plus what earlier cases left */
+	double t0 = now();
+	if ((rc = vae_decode(v, z, n, h, w, img, 0)) != 0)
+		goto done;
+	double tfirst = now() - t0;
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("%-22s first decode %.1f ms, process peak RSS %.0f MiB\n", what, 1e3 * tfirst,
+	       (double)ru.ru_maxrss / 1024.0);
+	fflush(stdout);
 	if ((rc = decoder_convs(cfg, n, h, w, &cs[0])) != 0 ||
 	    (rc = decoder_convs(cfg, n, h, w, &cs[1])) != 0)
 		goto done;
 	rc = -ENOMEM;
 	if ((pick = calloc((size_t)cs[0].n, sizeof *pick)) == NULL)
 		goto done;
-	/* warm-up: primitives made, pages faulted in; the baseline's layout per conv */
-	if ((rc = vae_decode(v, z, n, h, w, img, 0)) != 0 ||
-	    (rc = pick_layouts(cs, pick, n, table)) != 0)
+	/* warm-up of the baseline: primitives made, pages faulted in, layout per conv */
+	if ((rc = pick_layouts(cs, pick, n, table)) != 0)
 		goto done;
 	for (int r = 0; r < reps; r++) {
-		double t0 = now();
+		t0 = now();
 		if ((rc = vae_decode(v, z, n, h, w, img, 0)) != 0)
 			goto done;
 		double t1 = now();
@@ -370,19 +383,24 @@ static int bench_folder(const char *what, const char *dir, int64_t n, int64_t h,
 
 int main(int argc, char **argv)
 {
-	bool quick = false, sd = false, table = false;
-	int reps = 7;
+	bool quick = false, sd = false, only_sd = false, table = false;
+	int reps = 7, sd_latent = 32;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = true;
 		else if (strcmp(argv[i], "--sd") == 0)
 			sd = true;
+		else if (strcmp(argv[i], "--only-sd") == 0)
+			sd = only_sd = true;
 		else if (strcmp(argv[i], "--layouts") == 0)
 			table = true;
+		else if (strcmp(argv[i], "--sd-latent") == 0 && i + 1 < argc)
+			sd_latent = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
 			reps = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_vae [--quick] [--sd] [--layouts] [--reps N]\n");
+			fprintf(stderr, "usage: bench_vae [--quick] [--sd | --only-sd] [--sd-latent N] "
+			        "[--layouts] [--reps N]\n");
 			return 2;
 		}
 	}
@@ -390,6 +408,8 @@ int main(int argc, char **argv)
 		reps = 3;
 	if (reps < 1)
 		reps = 1;
+	if (sd_latent < 1 || sd_latent > 256)
+		sd_latent = 32;
 	char tiny[600], small[600];
 	if (vae_mkmodel("tiny", "tiny", "f32", tiny, sizeof tiny) != 0 ||
 	    vae_mkmodel("small", "small", "f32", small, sizeof small) != 0) {
@@ -399,10 +419,10 @@ int main(int argc, char **argv)
 	}
 	printf("VAE decode vs its convolutions alone (oneDNN, same shapes), %d threads, median of "
 	       "%d interleaved runs\n", omp_get_max_threads(), reps);
-	int rc = bench_folder("tiny [32,64]", tiny, 1, 32, 32, reps, table);
-	if (rc == 0)
+	int rc = only_sd ? 0 : bench_folder("tiny [32,64]", tiny, 1, 32, 32, reps, table);
+	if (rc == 0 && !only_sd)
 		rc = bench_folder("small [64,128,128]", small, 1, 64, 64, reps, table);
-	if (rc == 0 && !quick)
+	if (rc == 0 && !quick && !only_sd)
 		rc = bench_folder("small [64,128,128]", small, 2, 64, 64, reps, false);
 	if (rc == 0 && sd) {
 		char path[700];
@@ -414,7 +434,8 @@ int main(int argc, char **argv)
 		if (rc == 0 && (rc = st_open(path, &f, err, sizeof err)) != 0)
 			fprintf(stderr, "bench_vae: %s\n", err);
 		if (rc == 0)
-			rc = bench_case("SD [128,256,512,512]", &c, f, 1, 32, 32, reps < 5 ? reps : 5, table);
+			rc = bench_case("SD [128,256,512,512]", &c, f, 1, sd_latent, sd_latent,
+			                reps < 5 ? reps : 5, table);
 		st_free(f);
 	}
 	vae_tmpdir_remove();

@@ -2,8 +2,10 @@
  * diffusers `tokenizer/` folder (vocab.json + merges.txt).
  *
  * Encoding a prompt:
- *  1. lower-case (simple one-to-one case mapping of Latin, Greek, Cyrillic, Armenian,
- *     fullwidth and circled letters, Roman numerals), invalid UTF-8 replaced by U+FFFD;
+ *  1. invalid UTF-8 replaced by U+FFFD; canonical composition of adjacent pairs (NFC's
+ *     composition step: "e" + U+0301 -> U+00E9, Hangul jamo -> syllables); lower-case (simple
+ *     one-to-one case mapping of Latin, Greek, Cyrillic, Armenian, fullwidth and circled
+ *     letters, Roman numerals);
  *  2. runs of Unicode White_Space collapsed to one space, ends stripped;
  *  3. the special-token texts <|startoftext|> and <|endoftext|> (after lower-casing) are split
  *     out as their tokens (HF's added-token matching); the text between them is cut into words
@@ -15,8 +17,9 @@
  *  5. <|startoftext|>, the tokens (at most n_ctx - 2), <|endoftext|>, then the pad id up to
  *     n_ctx (77 for SD). SD 1.x pads with <|endoftext|>, SD 2.x with "!" (id 0).
  *
- * Not done (differences from HF `tokenizers`' CLIP normalizer): no NFC normalization (decomposed
- * input stays decomposed), simple case mapping only (U+0130 gives "i", a word-final capital
+ * Not done (differences from HF `tokenizers`' CLIP normalizer): NFC's reordering of combining
+ * marks and composition across an intervening mark (a base followed by two marks composes only
+ * with the first), simple case mapping only (U+0130 gives "i", a word-final capital
  * sigma gives U+03C3), capitals of other scripts are kept.
  *
  * Conventions: functions return 0 or a negative errno code; constructors write a one-line

@@ -20,12 +20,17 @@ ninja -C "$build"
 
 models=${INFERD_MODEL_DIR:-$build/models}
 default_model="$models/default.gguf"
+# A ChatML template, so that /v1/chat/completions works on the default model.
+chatml='{% for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}'
 if [ ! -f "$default_model" ]; then
   mkdir -p "$models"
   # About 30M parameters, 8-bit weights: quick to generate and to run on any machine.
   "$build/engine/tools/inferd-mkmodel" llm --out "$default_model" --dim 512 --layers 8 \
     --heads 8 --kv-heads 4 --ffn 1408 --vocab 8192 --context 2048 --dtype q8_0 --seed 1 \
-    --name inferd-default
+    --name inferd-default --chat-template "$chatml"
 fi
 default_image="$models/default-image"
 if [ ! -f "$default_image/model_index.json" ]; then

@@ -29,6 +29,7 @@
 
 struct llm_opts {
 	const char *out, *name;
+	const char *chat_template;   /* tokenizer.chat_template (a Jinja text), or NULL */
 	long dim, layers, heads, kv_heads, ffn, vocab, context;
 	enum dtype dtype;
 	bool bpe, tied;
@@ -197,6 +198,8 @@ static int add_metadata(struct gguf_writer *w, const struct llm_opts *o, const s
 		rc |= gguf_writer_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)v->pad);
 	rc |= gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", !o->bpe);
 	rc |= gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", false);
+	if (o->chat_template)
+		rc |= gguf_writer_add_str(w, "tokenizer.chat_template", o->chat_template);
 	return rc ? -ENOMEM : 0;
 }
 
@@ -247,13 +250,14 @@ static void usage(FILE *f)
 	        "usage: inferd-mkmodel llm --out PATH [--dim N] [--layers N] [--heads N]\n"
 	        "           [--kv-heads N] [--ffn N] [--vocab N] [--context N]\n"
 	        "           [--dtype f32|f16|q8_0|q4_0] [--tokenizer spm|bpe] [--seed N]\n"
-	        "           [--rope-base F] [--tied] [--name NAME]\n"
+	        "           [--rope-base F] [--tied] [--name NAME] [--chat-template TEXT]\n"
 	        "       inferd-mkmodel diffusion --out DIR [--seed N] [--size tiny|small]\n"
 	        "           [--dtype f32|f16]\n"
 	        "Writes a small llama-architecture GGUF v3 model with random weights\n"
 	        "(deterministic for a seed). Defaults: --dim 64 --layers 2 --heads 4\n"
 	        "--kv-heads = heads --ffn 192 --vocab 512 --context 256 --dtype f32\n"
-	        "--tokenizer spm --seed 1 --rope-base 10000.\n");
+	        "--tokenizer spm --seed 1 --rope-base 10000. --chat-template writes\n"
+	        "tokenizer.chat_template (the daemon recognises the family by its markers).\n");
 }
 
 static int bad(const char *fmt, const char *a)
@@ -322,6 +326,7 @@ int main(int argc, char **argv)
 		{ "dtype", required_argument, NULL, 't' }, { "tokenizer", required_argument, NULL, 'T' },
 		{ "seed", required_argument, NULL, 's' },  { "rope-base", required_argument, NULL, 'r' },
 		{ "tied", no_argument, NULL, 'y' },        { "name", required_argument, NULL, 'n' },
+		{ "chat-template", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },        { NULL, 0, NULL, 0 },
 	};
 	struct llm_opts o = {
@@ -349,6 +354,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'o': o.out = optarg; break;
 		case 'n': o.name = optarg; break;
+		case 'C': o.chat_template = optarg; break;
 		case 'd': dst = &o.dim; hi = 65536; break;
 		case 'l': dst = &o.layers; hi = 4096; break;
 		case 'H': dst = &o.heads; hi = 4096; break;

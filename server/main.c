@@ -18,12 +18,14 @@ static void usage(FILE *out)
 	        "usage: inferd [OPTION]...\n"
 	        "Serves LLMs and image models over nanomsg (protobuf frames).\n"
 	        "\n"
-	        "  -c, --config FILE      read settings from an INI file (see inferd.conf(5) in the README)\n"
+	        "  -c, --config FILE      read settings from an INI file (see the README and\n"
+	        "                         /etc/inferd/inferd.conf)\n"
 	        "  -l, --listen URL       listen on a nanomsg address, tcp://HOST:PORT or ipc://PATH;\n"
 	        "                         repeatable; replaces the file's and the default addresses\n"
 	        "                         (default: %s and ipc://$XDG_RUNTIME_DIR/inferd.sock)\n"
-	        "  -m, --model [NAME=]PATH serve the GGUF model at PATH as NAME (default: the file name\n"
-	        "                         without extension); repeatable\n"
+	        "  -m, --model [NAME=]PATH serve the model at PATH as NAME: a GGUF file (LLM) or a\n"
+	        "                         diffusers folder (image model); NAME defaults to the file or\n"
+	        "                         folder name without extension; repeatable\n"
 	        "      --http HOST:PORT   serve the HTTP API (OpenAI-compatible) there (default: %s)\n"
 	        "      --no-http          do not serve the HTTP API\n"
 	        "      --log-level LEVEL  error, warn, info or debug (default: info)\n"
@@ -33,7 +35,9 @@ static void usage(FILE *out)
 	        "  -V, --version          print the version and exit\n"
 	        "  -h, --help             print this help and exit\n"
 	        "\n"
-	        "Signals: SIGTERM/SIGINT drain calls in flight and exit; SIGHUP re-reads the log level.\n",
+	        "Signals: SIGTERM/SIGINT drain calls in flight and exit; SIGHUP re-reads the file's log\n"
+	        "level and [server] limits (max_frame_bytes, max_calls, default_deadline_ms,\n"
+	        "drain_timeout).\n",
 	        CONFIG_DEFAULT_TCP, CONFIG_DEFAULT_HTTP);
 }
 

@@ -23,7 +23,8 @@ static void usage(FILE *f)
 	"Load generator for inferd (native protocol) and OpenAI-compatible servers.\n"
 	"\n"
 	"Target:\n"
-	"  -c, --connect URL        inferd address (default: $INFERD_URL, else " DEFAULT_URL ")\n"
+	"  -c, --connect URL        inferd address (default: $INFERD_URL, else " DEFAULT_URL ");\n"
+	"                           repeat it to spread the calls over several daemons\n"
 	"      --openai URL         OpenAI-compatible server, http://HOST:PORT[/v1]; streams\n"
 	"                           POST /v1/completions (needs --model)\n"
 	"  -m, --model NAME         model (native: may be left out when the daemon serves one)\n"
@@ -193,7 +194,16 @@ static int parse(int argc, char **argv, struct bench_config *cfg)
 
 	while ((opt = getopt_long(argc, argv, "c:m:j:r:n:d:hV", lo, NULL)) != -1 && !rc) {
 		switch (opt) {
-		case 'c': cfg->connect_url = optarg; break;
+		case 'c':
+			if (cfg->n_connect == BENCH_MAX_URLS) {
+				fprintf(stderr, "inferd-bench: at most %d --connect addresses\n",
+				        BENCH_MAX_URLS);
+				rc = -EINVAL;
+				break;
+			}
+			cfg->connect_urls[cfg->n_connect++] = optarg;
+			cfg->connect_url = cfg->connect_urls[0];
+			break;
 		case OPT_OPENAI: cfg->openai_url = optarg; break;
 		case 'm': cfg->model = optarg; break;
 		case OPT_API_KEY: cfg->api_key = optarg; break;
@@ -266,8 +276,11 @@ static int parse(int argc, char **argv, struct bench_config *cfg)
 		fprintf(stderr, "inferd-bench: --openai with --prompt tokens needs --vocab\n");
 		return -EINVAL;
 	}
-	if (!cfg->openai_url && !cfg->connect_url)
+	if (!cfg->openai_url && !cfg->connect_url) {
 		cfg->connect_url = env && *env ? env : DEFAULT_URL;
+		cfg->connect_urls[0] = cfg->connect_url;
+		cfg->n_connect = 1;
+	}
 	if (!cfg->requests && cfg->duration_s <= 0)
 		cfg->requests = 100;
 	return 0;

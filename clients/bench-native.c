@@ -140,28 +140,31 @@ static int make_client(const struct bench_config *cfg, struct inferd_client **ou
 {
 	struct inferd_client_options o = { .api_key = cfg->api_key, .client_name = "inferd-bench",
 	                                   .connect_timeout_ms = 5000 };
-	const char *url = cfg->connect_url;
-	int rc = inferd_client_new(&url, 1, &o, out, err, errlen);
+	int rc = inferd_client_new(cfg->connect_urls, cfg->n_connect, &o, out, err, errlen);
 	return rc < 0 ? rc : 0;
 }
 
+/* A Health call to every endpoint: all connected before the clock starts. */
 static int warm_up(struct inferd_client *c, const struct bench_config *cfg, char *err,
                    size_t errlen)
 {
-	Inferd__V1__HealthRequest req = INFERD__V1__HEALTH_REQUEST__INIT;
-	struct inferd_call_options o = INFERD_CALL_OPTIONS_INIT;
-	ProtobufCMessage *rep = NULL;
-	char msg[200];
-	int st;
-
-	o.deadline_ms = 10000;
-	st = inferd_client_unary(c, INFERD__V1__METHOD__METHOD_HEALTH, &req.base,
-	                         &inferd__v1__health_reply__descriptor, &rep, &o, msg, sizeof(msg));
-	if (rep)
-		protobuf_c_message_free_unpacked(rep, NULL);
-	if (st == INFERD__V1__STATUS_CODE__STATUS_UNAVAILABLE || st < 0) {
-		snprintf(err, errlen, "%s: %s", cfg->connect_url, st < 0 ? strerror(-st) : msg);
-		return -ECONNREFUSED;
+	for (size_t i = 0; i < cfg->n_connect; i++) {
+		Inferd__V1__HealthRequest req = INFERD__V1__HEALTH_REQUEST__INIT;
+		struct inferd_call_options o = INFERD_CALL_OPTIONS_INIT;
+		ProtobufCMessage *rep = NULL;
+		char msg[200];
+		o.deadline_ms = 10000;
+		o.endpoint = (int)i;
+		int st = inferd_client_unary(c, INFERD__V1__METHOD__METHOD_HEALTH, &req.base,
+		                             &inferd__v1__health_reply__descriptor, &rep, &o, msg,
+		                             sizeof(msg));
+		if (rep)
+			protobuf_c_message_free_unpacked(rep, NULL);
+		if (st == INFERD__V1__STATUS_CODE__STATUS_UNAVAILABLE || st < 0) {
+			snprintf(err, errlen, "%s: %s", cfg->connect_urls[i],
+			         st < 0 ? strerror(-st) : msg);
+			return -ECONNREFUSED;
+		}
 	}
 	return 0; /* any answer (even UNAUTHENTICATED) proves the connection */
 }
@@ -203,10 +206,10 @@ cleanup:
 	return rc;
 }
 
-/* Runs one unary call on a fresh blocking client. */
-static int unary(const struct bench_config *cfg, int method, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply, char *err,
-                 size_t errlen)
+/* Runs one unary call to endpoint ep (index into connect_urls) on a fresh blocking client. */
+static int unary_at(const struct bench_config *cfg, size_t ep, int method,
+                    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+                    ProtobufCMessage **reply, char *err, size_t errlen)
 {
 	struct inferd_call_options o = INFERD_CALL_OPTIONS_INIT;
 	struct inferd_client *c = NULL;
@@ -216,15 +219,16 @@ static int unary(const struct bench_config *cfg, int method, const ProtobufCMess
 	if ((rc = make_client(cfg, &c, err, errlen)) < 0)
 		return rc;
 	o.deadline_ms = 10000;
+	o.endpoint = (int)ep;
 	st = inferd_client_unary(c, method, req, desc, reply, &o, msg, sizeof(msg));
 	inferd_client_free(c);
 	if (st < 0) {
-		snprintf(err, errlen, "cannot call %s: %s", cfg->connect_url, strerror(-st));
+		snprintf(err, errlen, "cannot call %s: %s", cfg->connect_urls[ep], strerror(-st));
 		return st;
 	}
 	if (st != INFERD__V1__STATUS_CODE__STATUS_OK) {
-		snprintf(err, errlen, "%s: %s: %s", cfg->connect_url, inferd_client_status_name(st),
-		         msg);
+		snprintf(err, errlen, "%s: %s: %s", cfg->connect_urls[ep],
+		         inferd_client_status_name(st), msg);
 		return st == INFERD__V1__STATUS_CODE__STATUS_UNAVAILABLE ? -ECONNREFUSED : -EIO;
 	}
 	return 0;
@@ -235,7 +239,7 @@ int bench_native_model_info(const struct bench_config *cfg, uint32_t *vocab, uin
 {
 	Inferd__V1__ListModelsRequest req = INFERD__V1__LIST_MODELS_REQUEST__INIT;
 	Inferd__V1__ListModelsReply *rep = NULL;
-	int rc = unary(cfg, INFERD__V1__METHOD__METHOD_LIST_MODELS, &req.base,
+	int rc = unary_at(cfg, 0, INFERD__V1__METHOD__METHOD_LIST_MODELS, &req.base,
 	               &inferd__v1__list_models_reply__descriptor, (ProtobufCMessage **)&rep, err,
 	               errlen);
 
@@ -264,14 +268,18 @@ int bench_native_model_info(const struct bench_config *cfg, uint32_t *vocab, uin
 int bench_native_tokens_generated(const struct bench_config *cfg, uint64_t *tokens, char *err,
                                   size_t errlen)
 {
-	Inferd__V1__StatsRequest req = INFERD__V1__STATS_REQUEST__INIT;
-	Inferd__V1__StatsReply *rep = NULL;
-	int rc = unary(cfg, INFERD__V1__METHOD__METHOD_STATS, &req.base,
-	               &inferd__v1__stats_reply__descriptor, (ProtobufCMessage **)&rep, err, errlen);
-
-	if (rc < 0)
-		return rc;
-	*tokens = rep->tokens_generated;
-	inferd__v1__stats_reply__free_unpacked(rep, NULL);
+	/* Summed over the endpoints: each daemon counts what it generated. */
+	*tokens = 0;
+	for (size_t i = 0; i < cfg->n_connect; i++) {
+		Inferd__V1__StatsRequest req = INFERD__V1__STATS_REQUEST__INIT;
+		Inferd__V1__StatsReply *rep = NULL;
+		int rc = unary_at(cfg, i, INFERD__V1__METHOD__METHOD_STATS, &req.base,
+		                  &inferd__v1__stats_reply__descriptor, (ProtobufCMessage **)&rep, err,
+		                  errlen);
+		if (rc < 0)
+			return rc;
+		*tokens += rep->tokens_generated;
+		inferd__v1__stats_reply__free_unpacked(rep, NULL);
+	}
 	return 0;
 }

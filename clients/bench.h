@@ -25,9 +25,12 @@ enum bench_dist { BENCH_DIST_FIXED, BENCH_DIST_UNIFORM, BENCH_DIST_NORMAL };
 enum bench_sweep { BENCH_SWEEP_NONE, BENCH_SWEEP_CONCURRENCY, BENCH_SWEEP_RATE };
 
 #define BENCH_MAX_SWEEP 32
+#define BENCH_MAX_URLS 16
 
 struct bench_config {
-	const char *connect_url;       /* native target (default when no --openai) */
+	const char *connect_url;       /* native target (default when no --openai): the first of */
+	const char *connect_urls[BENCH_MAX_URLS]; /* every --connect, calls spread round robin */
+	size_t n_connect;
 	const char *openai_url;        /* OpenAI-compatible target, http://HOST:PORT[/v1] */
 	const char *model;             /* "" = the daemon's only model */
 	const char *api_key;

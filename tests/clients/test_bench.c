@@ -374,3 +374,39 @@ Test(bench_auth, api_key_reaches_both_targets, .init = start_keyed, .fini = stop
 	             "requests"), "errors_by_status"), "HTTP_401")), 3);
 	json_decref(j);
 }
+
+/* ---- several daemons ---------------------------------------------------------------------- */
+
+static struct test_daemon d2;
+
+static void start_two(void)
+{
+	start();
+	tr_start_daemon(&d2, false, NULL);
+}
+
+static void stop_two(void)
+{
+	tr_stop_daemon(&d2);
+	stop();
+}
+
+Test(bench_multi, calls_spread_over_every_connect_and_tokens_add_up, .init = start_two,
+     .fini = stop_two)
+{
+	uint64_t before1 = tr_tokens_generated(&d), before2 = tr_tokens_generated(&d2);
+	const char *argv[] = { tr_bench(), "--connect", d.tcp_url, "--connect", d2.tcp_url,
+	                       "--model", "tiny", "--json", json_path, "--concurrency", "4",
+	                       "--requests", "16", "--input-len", "8", "--output-len", "4", NULL };
+	tr_run(argv, NULL, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	uint64_t got1 = tr_tokens_generated(&d) - before1, got2 = tr_tokens_generated(&d2) - before2;
+	json_t *j = load_result(), *p = json_array_get(json_object_get(j, "results"), 0);
+	/* The server-side count is summed over both daemons. */
+	cr_assert_eq(check_point(p, 16, (json_int_t)(got1 + got2)), 16);
+	cr_assert_eq(got1 + got2, 16 * 4);
+	/* Round robin: both daemons served some of them. */
+	cr_assert_gt(got1, 0, "the first daemon served nothing");
+	cr_assert_gt(got2, 0, "the second daemon served nothing");
+	json_decref(j);
+}

@@ -207,6 +207,8 @@ int image_gen_start(struct inferd_server *srv, const char *model,
 	if (!m) {
 		if (model && *model && generation_find_model(srv, model))
 			snprintf(msg, msglen, "model '%s' is a language model, not an image model", model);
+		else if (srv->n_images == 0)
+			snprintf(msg, msglen, "this daemon serves no image model");
 		else if (model && *model)
 			snprintf(msg, msglen, "no image model named '%s'", model);
 		else

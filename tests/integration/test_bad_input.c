@@ -109,9 +109,14 @@ Test(bad_input, method_without_a_model)
 {
 	inferd_frame q = INFERD_FRAME_INIT;
 	q.call_id = 13;
-	q.method = INFERD__V1__METHOD__METHOD_GENERATE_IMAGE;
+	q.method = INFERD__V1__METHOD__METHOD_IMAGE_STREAM;
 	td_raw_send_frame(raw, 13, &q);
-	inferd_frame_free(expect_reply(13, STATUS(UNIMPLEMENTED), "GenerateImage is not served"));
+	inferd_frame_free(expect_reply(13, STATUS(UNIMPLEMENTED), "ImageStream is not served"));
+	/* GenerateImage is served, but this daemon has no image model. */
+	q.call_id = 22;
+	q.method = INFERD__V1__METHOD__METHOD_GENERATE_IMAGE;
+	td_raw_send_frame(raw, 22, &q);
+	inferd_frame_free(expect_reply(22, STATUS(NOT_FOUND), "serves no image model"));
 	/* Generate is served, but this daemon has no model. */
 	q.call_id = 21;
 	q.method = INFERD__V1__METHOD__METHOD_GENERATE;

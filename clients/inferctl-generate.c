@@ -26,6 +26,13 @@ static const char help[] =
 "      --top-p P             nucleus sampling (0 or 1 = off)\n"
 "      --min-p P             drop tokens below P x the top probability (0 = off)\n"
 "      --repeat-penalty R    repetition penalty (0 or 1 = off)\n"
+"      --presence-penalty P  subtract P from tokens already generated (OpenAI's)\n"
+"      --frequency-penalty F subtract F x count from tokens already generated\n"
+"      --logit-bias ID=B     add B to token ID's logit; repeatable (up to 64)\n"
+"      --stop-token ID       stop at token ID; repeatable (up to 16)\n"
+"      --logprobs            report each token's logprob (--json: a logprobs array;\n"
+"                            otherwise the mean in the summary line)\n"
+"      --top-logprobs N      and the N likeliest alternatives (0..20; implies --logprobs)\n"
 "      --seed S              reproducible sampling\n"
 "      --stop STR            stop when STR is generated; repeatable (up to 16)\n"
 "      --priority N          larger runs earlier under the priority policy\n"
@@ -34,8 +41,12 @@ static const char help[] =
 
 enum {
 	OPT_TEMPERATURE = 1100, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT, OPT_SEED, OPT_STOP,
-	OPT_PRIORITY, OPT_IGNORE_EOS, OPT_SPECIAL,
+	OPT_PRIORITY, OPT_IGNORE_EOS, OPT_SPECIAL, OPT_PRESENCE, OPT_FREQUENCY, OPT_LOGIT_BIAS,
+	OPT_STOP_TOKEN, OPT_LOGPROBS, OPT_TOP_LOGPROBS,
 };
+
+#define MAX_BIAS 64
+#define MAX_STOP_IDS 16
 
 static volatile sig_atomic_t interrupted;
 
@@ -61,6 +72,9 @@ struct gen_state {
 	char *text;                    /* accumulated (for --json and the final newline) */
 	size_t text_len, text_cap;
 	json_t *ids;                   /* --json: token ids */
+	json_t *logprobs;              /* --json --logprobs: one object per token */
+	double logprob_sum;            /* of the sampled tokens */
+	uint32_t n_logprobs;
 	uint32_t n_tokens;
 	int finish;
 	Inferd__V1__Usage usage;
@@ -103,6 +117,22 @@ static int on_frame(const struct inferd_reply *r, void *arg)
 				json_array_append_new(g->ids, json_integer(rep->token_ids[i]));
 			if (n && append_text(g, rep->text, n) < 0)
 				g->oom = 1;
+			for (size_t i = 0; i < rep->n_logprobs; i++) {
+				const Inferd__V1__TokenLogprob *lp = rep->logprobs[i];
+				g->logprob_sum += lp->logprob;
+				g->n_logprobs++;
+				if (!g->logprobs)
+					continue;
+				json_t *top = json_array();
+				for (size_t k = 0; top && k < lp->n_top; k++)
+					json_array_append_new(top, json_pack("{s:i, s:f, s:s}", "token_id",
+					                                     lp->top[k]->token_id, "logprob",
+					                                     (double)lp->top[k]->logprob, "text",
+					                                     lp->top[k]->text));
+				json_array_append_new(g->logprobs,
+				                      json_pack("{s:i, s:f, s:o*}", "token_id", lp->token_id,
+				                                "logprob", (double)lp->logprob, "top", top));
+			}
 			if (n && !g->json) {
 				fwrite(rep->text, 1, n, stdout);
 				fflush(stdout);
@@ -147,6 +177,8 @@ static int print_result(const struct gen_state *g)
 		                      "time_per_output_token_seconds", u->time_per_output_token_seconds,
 		                      "total_seconds", u->total_seconds,
 		                      "client_seconds", total, "client_ttft_seconds", ttft);
+		if (o && g->logprobs)
+			json_object_set(o, "logprobs", g->logprobs);
 		return ctl_print_json(o);
 	}
 	if (g->text_len && g->text[g->text_len - 1] != '\n')
@@ -159,6 +191,9 @@ static int print_result(const struct gen_state *g)
 	        u->completion_tokens, u->queue_seconds * 1e3, u->time_to_first_token_seconds * 1e3,
 	        u->time_per_output_token_seconds * 1e3, u->total_seconds * 1e3, total * 1e3,
 	        total > 0 ? g->n_tokens / total : 0.0);
+	if (g->n_logprobs)
+		fprintf(stderr, "[logprobs: mean %.4f over %u tokens]\n",
+		        g->logprob_sum / g->n_logprobs, g->n_logprobs);
 	return 0;
 }
 
@@ -180,6 +215,12 @@ int ctl_cmd_generate(struct ctl *ctl, int argc, char **argv)
 		{ "priority", required_argument, NULL, OPT_PRIORITY },
 		{ "ignore-eos", no_argument, NULL, OPT_IGNORE_EOS },
 		{ "special", no_argument, NULL, OPT_SPECIAL },
+		{ "presence-penalty", required_argument, NULL, OPT_PRESENCE },
+		{ "frequency-penalty", required_argument, NULL, OPT_FREQUENCY },
+		{ "logit-bias", required_argument, NULL, OPT_LOGIT_BIAS },
+		{ "stop-token", required_argument, NULL, OPT_STOP_TOKEN },
+		{ "logprobs", no_argument, NULL, OPT_LOGPROBS },
+		{ "top-logprobs", required_argument, NULL, OPT_TOP_LOGPROBS },
 		{ NULL, 0, NULL, 0 },
 	};
 	Inferd__V1__GenerateRequest req = INFERD__V1__GENERATE_REQUEST__INIT;
@@ -188,7 +229,9 @@ int ctl_cmd_generate(struct ctl *ctl, int argc, char **argv)
 	struct gen_state g = { .json = ctl->json };
 	struct inferd_call_options o;
 	char *stops[MAX_STOP], *prompt = NULL;
-	size_t n_stops = 0;
+	size_t n_stops = 0, n_bias = 0, n_stop_ids = 0;
+	Inferd__V1__SamplingParams__LogitBiasEntry bias[MAX_BIAS], *bias_ptrs[MAX_BIAS];
+	int32_t stop_ids[MAX_STOP_IDS];
 	uint64_t u, call_id = 0;
 	double d;
 	int opt, rc = 0, seen_int = 0;
@@ -246,6 +289,47 @@ int ctl_cmd_generate(struct ctl *ctl, int argc, char **argv)
 				rc = CTL_EXIT_USAGE;
 			}
 			break;
+		case OPT_PRESENCE:
+			if (!(rc = ctl_parse_double(ctl, "--presence-penalty", optarg, -2, 2, &d)))
+				sp.presence_penalty = (float)d;
+			break;
+		case OPT_FREQUENCY:
+			if (!(rc = ctl_parse_double(ctl, "--frequency-penalty", optarg, -2, 2, &d)))
+				sp.frequency_penalty = (float)d;
+			break;
+		case OPT_LOGIT_BIAS: {
+			char *end = NULL;
+			long id = strtol(optarg, &end, 10);
+			double b = end && *end == '=' ? strtod(end + 1, &end) : 0;
+			if (n_bias == MAX_BIAS || end == optarg || !end || *end || id < 0 ||
+			    id > INT32_MAX || !strchr(optarg, '=') || b < -100 || b > 100) {
+				ctl_err(ctl, "--logit-bias: expected ID=BIAS with BIAS in [-100, 100] "
+				        "(at most %d), got '%s'", MAX_BIAS, optarg);
+				rc = CTL_EXIT_USAGE;
+				break;
+			}
+			inferd__v1__sampling_params__logit_bias_entry__init(&bias[n_bias]);
+			bias[n_bias].key = (int32_t)id;
+			bias[n_bias].value = (float)b;
+			bias_ptrs[n_bias] = &bias[n_bias];
+			n_bias++;
+			break;
+		}
+		case OPT_STOP_TOKEN:
+			if (n_stop_ids == MAX_STOP_IDS) {
+				ctl_err(ctl, "at most %d --stop-token ids", MAX_STOP_IDS);
+				rc = CTL_EXIT_USAGE;
+			} else if (!(rc = ctl_parse_u64(ctl, "--stop-token", optarg, INT32_MAX, &u))) {
+				stop_ids[n_stop_ids++] = (int32_t)u;
+			}
+			break;
+		case OPT_LOGPROBS: sp.logprobs = true; break;
+		case OPT_TOP_LOGPROBS:
+			if (!(rc = ctl_parse_u64(ctl, "--top-logprobs", optarg, 20, &u))) {
+				sp.top_logprobs = (uint32_t)u;
+				sp.logprobs = true;
+			}
+			break;
 		case OPT_IGNORE_EOS: sp.ignore_eos = true; break;
 		case OPT_SPECIAL: req.parse_special = true; break;
 		default: rc = ctl_global_opt(ctl, opt, optarg);
@@ -263,6 +347,14 @@ int ctl_cmd_generate(struct ctl *ctl, int argc, char **argv)
 		return rc;
 	sp.n_stop = n_stops;
 	sp.stop = stops;
+	sp.n_logit_bias = n_bias;
+	sp.logit_bias = bias_ptrs;
+	sp.n_stop_token_ids = n_stop_ids;
+	sp.stop_token_ids = stop_ids;
+	if (g.json && sp.logprobs && !(g.logprobs = json_array())) {
+		rc = 1;
+		goto cleanup;
+	}
 	req.sampling = &sp;
 	req.prompt_case = INFERD__V1__GENERATE_REQUEST__PROMPT_TEXT;
 	req.text = prompt;
@@ -324,6 +416,7 @@ cleanup:
 	if (handler)
 		sigaction(SIGINT, &old_sa, NULL);
 	json_decref(g.ids);
+	json_decref(g.logprobs);
 	free(g.text);
 	free(prompt);
 	return rc;

@@ -97,6 +97,34 @@ Test(inferctl, generate_json_has_ids_finish_and_usage)
 	json_decref(j);
 }
 
+Test(inferctl, logit_bias_stop_tokens_penalties_and_logprobs_reach_the_daemon)
+{
+	/* A bias of +100 makes token 7 the greedy choice every time; logprobs report it. */
+	CTL(NULL, "--json", "generate", "-m", "tiny", "-n", "4", "--ignore-eos", "--logit-bias",
+	    "7=100", "--top-logprobs", "3", "--presence-penalty", "0.5", "--frequency-penalty",
+	    "0.25", "hello");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *j = tr_json(&r), *ids = json_object_get(j, "token_ids");
+	json_t *lps = json_object_get(j, "logprobs");
+	cr_assert_eq(json_array_size(ids), 4);
+	cr_assert_eq(json_array_size(lps), 4);
+	for (size_t i = 0; i < 4; i++) {
+		json_t *lp = json_array_get(lps, i);
+		cr_assert_eq(json_integer_value(json_array_get(ids, i)), 7);
+		cr_assert_eq(json_integer_value(json_object_get(lp, "token_id")), 7);
+		cr_assert_leq(json_real_value(json_object_get(lp, "logprob")), 0.0);
+		cr_assert_eq(json_array_size(json_object_get(lp, "top")), 3);
+	}
+	json_decref(j);
+	/* A stop token ends it at once, and the text mode prints the mean logprob. */
+	CTL(NULL, "generate", "-m", "tiny", "-n", "8", "--logit-bias", "7=100", "--stop-token", "7",
+	    "--logprobs", "hello");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.err, "[finish stop"), "%s", r.err);
+	cr_assert(strstr(r.err, "completion 1 tokens"), "%s", r.err);
+	cr_assert(strstr(r.err, "[logprobs: mean"), "%s", r.err);
+}
+
 Test(inferctl, generate_reads_the_prompt_from_stdin)
 {
 	CTL(NULL, "--json", "generate", "-m", "tiny", "-n", "4", "--ignore-eos", "once upon");
@@ -289,6 +317,13 @@ Test(inferctl, usage_errors_exit_2)
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--max-tokens"), "%s", r.err);
 	CTL(NULL, "generate", "--top-p", "2", "hi");
+	cr_assert_eq(r.status, 2);
+	CTL(NULL, "generate", "--logit-bias", "7", "hi");
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "ID=BIAS"), "%s", r.err);
+	CTL(NULL, "generate", "--top-logprobs", "21", "hi");
+	cr_assert_eq(r.status, 2);
+	CTL(NULL, "generate", "--presence-penalty", "3", "hi");
 	cr_assert_eq(r.status, 2);
 	CTL(NULL, "generate", "--no-such-flag", "hi");
 	cr_assert_eq(r.status, 2);

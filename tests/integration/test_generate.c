@@ -387,7 +387,10 @@ Test(generate, a_full_queue_sheds_load_with_resource_exhausted)
 			cr_expect_fail("request %d: %s %s", i, inferd_status_name(g[i].status), g[i].message);
 	}
 	cr_expect_gt(shed, 0, "some requests were shed");
-	cr_expect_geq(ok, 3, "the running one and the queued ones completed");
+	/* At least the max_queued ones complete; a third when the worker started the first before
+	 * the burst had arrived (a race: 12 requests come in one go). */
+	cr_expect_geq(ok, 2, "the queued ones completed (%d ok, %d shed)", ok, shed);
+	cr_expect_eq(ok + shed, 12);
 	inferd_client_free(c);
 }
 

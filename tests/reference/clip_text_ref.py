@@ -12,46 +12,28 @@ MLP fc1 -> quick_gelu | gelu -> fc2, final layer norm.
       IDS: int32 (B, T) raw little-endian; OUT: float64 (B, T, W) raw little-endian
 """
 import argparse
-import json
 import math
-import struct
 import sys
 
+import os
+
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st_io  # noqa: E402
 
 P = "text_model."
 
 
 def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, arr in tensors.items():
-        dt = {np.float32: "F32", np.float16: "F16", np.int64: "I64"}[arr.dtype.type]
-        b = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
+    """tensors: name -> numpy array (float32, float16 or int64)."""
+    kinds = {np.float32: "F32", np.float16: "F16", np.int64: "I64"}
+    st_io.write(path, {n: (kinds[a.dtype.type], st_io.encode(a, kinds[a.dtype.type]), a.shape)
+                       for n, a in tensors.items()})
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        dt = {"F32": "<f4", "F16": "<f2", "BF16": None, "I64": "<i8"}[t["dtype"]]
-        arr = np.frombuffer(data[8 + n + a:8 + n + b], dtype=dt).reshape(t["shape"])
-        out[name] = arr.astype(np.float64) if t["dtype"] != "I64" else arr
-    return out
+    return st_io.read(path)
 
 
 def make(a):

@@ -34,61 +34,24 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st_io  # noqa: E402
 
 # ---- safetensors ------------------------------------------------------------------------
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        raw = data[base + a:base + b]
-        dt = t["dtype"]
-        if dt == "F32":
-            arr = np.frombuffer(raw, dtype="<f4")
-        elif dt == "F16":
-            arr = np.frombuffer(raw, dtype="<f2")
-        elif dt == "BF16":
-            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            continue  # not a weight
-        out[name] = arr.astype(np.float64).reshape(t["shape"])
-    return out
+    return st_io.read(path)
 
 
 def write_safetensors(path, tensors):
     """tensors: name -> (dtype name, float array)."""
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, (dt, arr) in tensors.items():
-        a = np.ascontiguousarray(arr, dtype=np.float32)
-        if dt == "F32":
-            b = a.astype("<f4").tobytes()
-        elif dt == "F16":
-            b = a.astype("<f2").tobytes()
-        else:  # BF16, round to nearest even
-            u = a.view(np.uint32).astype(np.uint64)
-            u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-            b = u.astype("<u2").tobytes()
-        header[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
+    st_io.write(path, {n: (dt, st_io.encode(arr, dt), arr.shape) for n, (dt, arr) in tensors.items()},
+                metadata={"format": "pt"})
 
 
 # ---- config --------------------------------------------------------------------------------

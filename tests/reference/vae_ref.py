@@ -42,10 +42,12 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st_io  # noqa: E402
 
 EPS = 1e-6
 
@@ -53,44 +55,12 @@ EPS = 1e-6
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        raw = data[base + a:base + b]
-        if t["dtype"] == "F32":
-            arr = np.frombuffer(raw, dtype="<f4")
-        elif t["dtype"] == "F16":
-            arr = np.frombuffer(raw, dtype="<f2")
-        elif t["dtype"] == "BF16":
-            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        elif t["dtype"] == "F64":
-            arr = np.frombuffer(raw, dtype="<f8")
-        else:
-            continue  # not a weight of ours
-        out[name] = arr.astype(np.float64).reshape(t["shape"])
-    return out
+    return st_io.read(path)
 
 
 def write_safetensors(path, tensors):
     """tensors: name -> (safetensors dtype name, little-endian bytes, shape)."""
-    header, blobs, off = {}, [], 0
-    for name, (dt, raw, shape) in tensors.items():
-        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
+    st_io.write(path, tensors)
 
 
 # ---- configuration and weights -----------------------------------------------------------

@@ -11,19 +11,7 @@
 
 #include "clip_text.h"
 #include "matmul.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
+#include "../bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -77,10 +65,10 @@ int main(int argc, char **argv)
 	for (int B = 1; B <= 2; B++) {
 		double tf[16], tm[16];
 		for (int r = 0; r < reps; r++) { /* interleaved, medians */
-			double t0 = now();
+			double t0 = bench_now();
 			if (clip_text_forward(m, ids, B, 0, out, 0) != 0)
 				return 1;
-			double t1 = now();
+			double t1 = bench_now();
 			for (int l = 0; l < L; l++) {
 				const int R = B * T;
 				if (cpu_matmul(&qkv, x, W, R, out, 3 * W, 0) != 0 ||
@@ -90,10 +78,10 @@ int main(int argc, char **argv)
 					return 1;
 			}
 			tf[r] = t1 - t0;
-			tm[r] = now() - t1;
+			tm[r] = bench_now() - t1;
 		}
-		qsort(tf, (size_t)reps, sizeof *tf, cmp_d);
-		qsort(tm, (size_t)reps, sizeof *tm, cmp_d);
+		qsort(tf, (size_t)reps, sizeof *tf, bench_cmp_double);
+		qsort(tm, (size_t)reps, sizeof *tm, bench_cmp_double);
 		double flop = 2.0 * B * T * L * (4.0 * W * W + 2.0 * W * F);
 		printf("B=%d: forward %.2f ms, its matmuls alone %.2f ms (%.1f GFLOP/s): "
 		       "ratio %.2f\n", B, tf[reps / 2] * 1e3, tm[reps / 2] * 1e3,

@@ -17,25 +17,7 @@
 #include <time.h>
 
 #include "sd.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_d);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "../bench_util.h"
 
 #define N_REQ 4
 
@@ -161,21 +143,21 @@ int main(int argc, char **argv)
 			rc = run_one_request(m, px, steps);
 	}
 	for (int r = 0; rc == 0 && r < reps; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		rc = run_sequential(m, px, steps);
-		double t1 = now();
+		double t1 = bench_now();
 		if (rc == 0)
 			rc = run_stream(m, px, steps);
-		double t2 = now();
+		double t2 = bench_now();
 		if (rc == 0)
 			rc = run_one_request(m, px, steps);
-		double t3 = now();
+		double t3 = bench_now();
 		seq[r] = t1 - t0;
 		str[r] = t2 - t1;
 		one[r] = t3 - t2;
 	}
 	if (rc == 0) {
-		double s = median(seq, reps), b = median(str, reps), o = median(one, reps);
+		double s = bench_median(seq, reps), b = bench_median(str, reps), o = bench_median(one, reps);
 		printf("  one after another (batch 1)   %8.3f s  %7.3f images/s\n", s, N_REQ / s);
 		printf("  stream batch of %d requests    %8.3f s  %7.3f images/s  %.2fx\n", N_REQ, b,
 		       N_REQ / b, s / b);

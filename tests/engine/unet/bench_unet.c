@@ -23,25 +23,7 @@
 #include "pipeline.h"
 #include "safetensors.h"
 #include "unet.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_d);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "../bench_util.h"
 
 static float frand(uint64_t *s)
 {
@@ -221,17 +203,17 @@ static int run_kernels(struct trace *t, const float *x, float *y, float *wbuf, d
 {
 	for (int i = 0; i < t->n; i++) {
 		const struct unet_op *o = &t->k[i].op;
-		double t0 = now();
+		double t0 = bench_now();
 		if (o->kind == UNET_OP_CONV) {
 			if (conv2d_run(t->k[i].conv, x, o->n, o->h, o->w, y) != 0)
 				return -1;
-			*tc += now() - t0;
+			*tc += bench_now() - t0;
 		} else if (o->kind == UNET_OP_MATMUL) {
 			struct cpu_weight w;
 			cpu_weight_init(&w, DTYPE_F32, wbuf, o->cols, o->rows);
 			if (cpu_matmul(&w, x, o->cols, o->tokens, y, o->rows, 0) != 0)
 				return -1;
-			*tm += now() - t0;
+			*tm += bench_now() - t0;
 		} else {
 			const int64_t d = (int64_t)o->heads * o->head_dim;
 			const float *k = x + o->n * o->lq * d, *v = k + o->n * o->lk * d;
@@ -240,7 +222,7 @@ static int run_kernels(struct trace *t, const float *x, float *y, float *wbuf, d
 			                       .lk = o->lk, .n_heads = o->heads, .head_dim = o->head_dim };
 			if (dops_attention(&a, 0) != 0)
 				return -1;
-			*ta += now() - t0;
+			*ta += bench_now() - t0;
 		}
 	}
 	return 0;
@@ -310,17 +292,17 @@ static int bench(const char *name, const struct diff_unet_config *c, int64_t B, 
 	double dummy_c = 0, dummy_m = 0, dummy_a = 0;
 	run_kernels(&tr, kx, ky, wbuf, &dummy_c, &dummy_m, &dummy_a); /* warm-up */
 	for (int r = 0; r < reps; r++) { /* interleaved */
-		double t0 = now();
+		double t0 = bench_now();
 		if (unet_forward(u, &in, out, 0) != 0)
 			break;
-		tf[r] = now() - t0;
+		tf[r] = bench_now() - t0;
 		tcv[r] = tmm[r] = tat[r] = 0;
 		if (run_kernels(&tr, kx, ky, wbuf, &tcv[r], &tmm[r], &tat[r]) != 0)
 			break;
 		tk[r] = tcv[r] + tmm[r];
 	}
-	const double mf = median(tf, reps), mk = median(tk, reps), mc = median(tcv, reps),
-	             mm = median(tmm, reps), ma = median(tat, reps);
+	const double mf = bench_median(tf, reps), mk = bench_median(tk, reps), mc = bench_median(tcv, reps),
+	             mm = bench_median(tmm, reps), ma = bench_median(tat, reps);
 	const double gf = (tr.conv_flop + tr.mm_flop) * 1e-9;
 	int n_conv = 0, n_mm = 0;
 	for (int i = 0; i < tr.n; i++) {

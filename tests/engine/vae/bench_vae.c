@@ -24,25 +24,7 @@
 
 #include "conv.h"
 #include "vae_util.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_d);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "../bench_util.h"
 
 /* ---- the decoder's convolutions alone ---------------------------------------------------- */
 
@@ -163,11 +145,11 @@ static int conv_time(struct bconv *c, int64_t n, double *t)
 	double v[3];
 	int rc = conv2d_run(c->c, c->x, n, c->h, c->w, c->y);
 	for (int r = 0; rc == 0 && r < 3; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		rc = conv2d_run(c->c, c->x, n, c->h, c->w, c->y);
-		v[r] = now() - t0;
+		v[r] = bench_now() - t0;
 	}
-	*t = median(v, 3);
+	*t = bench_median(v, 3);
 	return rc;
 }
 
@@ -315,10 +297,10 @@ static int bench_case(const char *what, const struct diff_vae_config *cfg,
 	vae_fill(z, nz, 1, true);
 	/* first decode before the baseline's buffers exist: the process's peak RSS after it is
 	 * the decoder's (weights, scratch, conv2d's pool) plus what earlier cases left */
-	double t0 = now();
+	double t0 = bench_now();
 	if ((rc = vae_decode(v, z, n, h, w, img, 0)) != 0)
 		goto done;
-	double tfirst = now() - t0;
+	double tfirst = bench_now() - t0;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("%-22s first decode %.1f ms, process peak RSS %.0f MiB\n", what, 1e3 * tfirst,
@@ -334,17 +316,17 @@ static int bench_case(const char *what, const struct diff_vae_config *cfg,
 	if ((rc = pick_layouts(cs, pick, n, table)) != 0)
 		goto done;
 	for (int r = 0; r < reps; r++) {
-		t0 = now();
+		t0 = bench_now();
 		if ((rc = vae_decode(v, z, n, h, w, img, 0)) != 0)
 			goto done;
-		double t1 = now();
+		double t1 = bench_now();
 		if ((rc = convs_run(cs, pick, n)) != 0)
 			goto done;
-		double t2 = now();
+		double t2 = bench_now();
 		td[r] = t1 - t0;
 		tc[r] = t2 - t1;
 	}
-	double md = median(td, reps), mc = median(tc, reps);
+	double md = bench_median(td, reps), mc = bench_median(tc, reps);
 	printf("%-22s B=%lld %3lldx%-3lld -> %4lldx%-4lld  decode %8.2f ms   %3d convs alone "
 	       "%8.2f ms (%6.1f GFLOP, %5.1f GFLOP/s)   ratio %.3f\n", what, (long long)n,
 	       (long long)h, (long long)w, (long long)(h * fct), (long long)(w * fct), 1e3 * md,

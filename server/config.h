@@ -76,7 +76,7 @@ struct http_config {
 	bool enabled;
 	char *listen;                    /* HOST:PORT ([V6]:PORT) */
 	size_t max_body_bytes;           /* larger request bodies get 413 */
-	size_t max_header_bytes;         /* larger request headers get 413 (431 by evhttp) */
+	size_t max_header_bytes;         /* larger request headers: evhttp answers 400 */
 	unsigned max_connections;        /* connections with a request in flight, more get 503 */
 	double timeout_s;                /* reading a request, idle keep-alive */
 	char *metrics_key;               /* NULL: /metrics takes the API keys */

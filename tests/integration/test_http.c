@@ -748,3 +748,65 @@ Test(http, a_client_that_disconnects_cancels_its_generation)
 	free(m);
 	cr_expect_eq(td_stop(&d), 0);
 }
+
+/* ---- connection limits, header size, keep-alive ------------------------------------------ */
+
+Test(http, keep_alive_reuses_a_connection_and_max_connections_answers_503)
+{
+	start("max_connections = 2\nmax_header_bytes = 2048\n", NULL, NULL, NULL);
+	/* Two clients whose keep-alive connections stay open after a request each. */
+	struct client a, b, c;
+	struct resp ra[3], rb, rc;
+	client_init(&a);
+	client_init(&b);
+	client_init(&c);
+	send_req(&a, "GET", "/v1/models", NULL, NULL, &ra[0]);
+	run_until(&a, ra, 1);
+	cr_assert_eq(ra[0].status, 200, "%s", ra[0].body);
+	send_req(&b, "GET", "/v1/models", NULL, NULL, &rb);
+	run_until(&b, &rb, 1);
+	cr_assert_eq(rb.status, 200, "%s", rb.body);
+	/* A third connection is over the limit: 503, and the daemon closes it. */
+	send_req(&c, "GET", "/v1/models", NULL, NULL, &rc);
+	run_until(&c, &rc, 1);
+	expect_error(&rc, 503, NULL);
+	cr_assert(strstr(rc.body, "max_connections"), "%s", rc.body);
+	/* The first connection serves more requests (keep-alive: still one of the two). */
+	send_req(&a, "GET", "/v1/models", NULL, NULL, &ra[1]);
+	run_until(&a, ra + 1, 1);
+	cr_assert_eq(ra[1].status, 200, "%s", ra[1].body);
+	send_req(&a, "POST", "/v1/completions",
+	         "{\"model\": \"tiny\", \"prompt\": \"hi\", \"max_tokens\": 2}", NULL, &ra[2]);
+	run_until(&a, ra + 2, 1);
+	cr_assert_eq(ra[2].status, 200, "%s", ra[2].body);
+	for (int i = 0; i < 3; i++)
+		free(ra[i].body);
+	free(rb.body);
+	free(rc.body);
+	client_fini(&c);
+	client_fini(&b);
+	client_fini(&a);
+
+	/* Headers over max_header_bytes: refused by evhttp (libevent 2.1 answers 400). */
+	struct client big;
+	struct resp rbig;
+	static char filler[4096];
+	memset(filler, 'x', sizeof(filler) - 1);
+	client_init(&big);
+	memset(&rbig, 0, sizeof(rbig));
+	struct evhttp_request *req = evhttp_request_new(on_done, &rbig);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "127.0.0.1");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Filler", filler);
+	cr_assert_eq(evhttp_make_request(big.conn, req, EVHTTP_REQ_GET, "/v1/models"), 0);
+	run_until(&big, &rbig, 1);
+	cr_assert(rbig.status == 400 || rbig.status == 413 || rbig.status == 431 || rbig.status == 0,
+	          "a 4 KiB header got %d", rbig.status);
+	cr_assert_neq(rbig.status, 200);
+	free(rbig.body);
+	client_fini(&big);
+	/* The daemon goes on serving. */
+	struct resp ok;
+	request("GET", "/health", NULL, NULL, &ok);
+	cr_assert_eq(ok.status, 200);
+	free(ok.body);
+}

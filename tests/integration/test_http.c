@@ -753,7 +753,7 @@ Test(http, a_client_that_disconnects_cancels_its_generation)
 
 Test(http, keep_alive_reuses_a_connection_and_max_connections_answers_503)
 {
-	start("max_connections = 2\nmax_header_bytes = 2048\n", NULL, NULL, NULL);
+	start("max_connections = 2\n", NULL, NULL, NULL);
 	/* Two clients whose keep-alive connections stay open after a request each. */
 	struct client a, b, c;
 	struct resp ra[3], rb, rc;
@@ -786,7 +786,11 @@ Test(http, keep_alive_reuses_a_connection_and_max_connections_answers_503)
 	client_fini(&c);
 	client_fini(&b);
 	client_fini(&a);
+}
 
+Test(http, headers_over_max_header_bytes_are_refused)
+{
+	start("max_header_bytes = 2048\n", NULL, NULL, NULL);
 	/* Headers over max_header_bytes: refused by evhttp (libevent 2.1 answers 400). */
 	struct client big;
 	struct resp rbig;

@@ -268,17 +268,28 @@ static void finish(struct image_worker *w, struct req *r)
 /* One denoising step of every running request, in one UNet call. */
 static void step(struct image_worker *w)
 {
-	struct sd_job *jobs[64];
-	struct req *who[64];
+	struct sd_job **jobs;
+	struct req **who;
 	int n = 0;
 	char msg[256];
 
-	for (struct req *r = w->running; r && n < 64; r = r->next) {
+	for (struct req *r = w->running; r; r = r->next)
+		n++;
+	if (!n)
+		return;
+	jobs = malloc((size_t)n * sizeof(*jobs));
+	who = malloc((size_t)n * sizeof(*who));
+	if (!jobs || !who) {
+		/* Out of memory for two small arrays: try again next iteration. */
+		free(jobs);
+		free(who);
+		return;
+	}
+	n = 0;
+	for (struct req *r = w->running; r; r = r->next) {
 		jobs[n] = r->job;
 		who[n++] = r;
 	}
-	if (!n)
-		return;
 	double t0 = now_s();
 	int rc = sd_step_jobs(w->p.model, jobs, n, w->p.n_threads);
 	double dt = now_s() - t0;
@@ -317,6 +328,8 @@ static void step(struct image_worker *w)
 			req_free(r);
 		}
 	}
+	free(jobs);
+	free(who);
 }
 
 /* Applies the cancels: the requests end with -ECANCELED. */

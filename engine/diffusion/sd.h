@@ -13,7 +13,8 @@
  *                    guidance is off or the UNet is guidance-distilled), every item at its own
  *                    timestep, so jobs at different steps share a batch (stream batch). Then
  *                    per image: eps = eps_u + g (eps_c - eps_u) and the scheduler's step.
- *   sd_job_decode()  the VAE decode of the finished latents -> images (3, H, W) in [-1, 1]
+ *   sd_job_decode()  the VAE decode of the finished latents -> images (3, H, W) in [-1, 1],
+ *                    one image at a time (the decoder's activations are the largest buffers)
  *
  * Every image k of a job has its own generator seeded seed + k (initial noise, then the
  * scheduler's noise), so image k of a batch equals the single image made with seed + k.
@@ -44,6 +45,7 @@ struct sd_job;   /* opaque */
 #define SD_MAX_IMAGES 16      /* images per request */
 #define SD_MAX_STEPS 1000
 #define SD_MAX_SIDE 2048      /* pixels */
+#define SD_MAX_PIXELS (2048 * 2048) /* width x height x num_images of one request */
 
 struct sd_open_params {
 	bool with_encoder;        /* build the VAE encoder (image-to-image); default true */

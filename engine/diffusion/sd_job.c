@@ -67,6 +67,11 @@ static int resolve(const struct sd_model *m, const struct sd_params *p, struct r
 		         r->n_images);
 		return -EINVAL;
 	}
+	if ((int64_t)r->width * r->height * r->n_images > SD_MAX_PIXELS) {
+		snprintf(err, errlen, "width x height x num_images must be at most %d pixels (got %dx%d "
+		         "x %d)", SD_MAX_PIXELS, r->width, r->height, r->n_images);
+		return -EINVAL;
+	}
 	r->strength = p->strength != 0 ? p->strength : DEFAULT_STRENGTH;
 	if (!(r->strength >= 0 && r->strength <= 1)) {
 		snprintf(err, errlen, "strength must be in [0, 1] (got %g)", (double)p->strength);

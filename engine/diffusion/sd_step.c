@@ -142,8 +142,13 @@ int sd_job_decode(struct sd_job *j, int n_threads, const float **images)
 		size_t n = (size_t)j->n_images * 3 * (size_t)j->width * (size_t)j->height;
 		if (!(j->images = malloc(n * sizeof(float))))
 			return -ENOMEM;
-		rc = vae_decode(j->m->vae, j->latents, j->n_images, j->lh, j->lw, j->images,
-		                n_threads);
+		/* One image at a time: the decoder's activations (128 channels at full resolution
+		 * for SD) are the largest buffers of a request; this bounds them to one image. */
+		size_t per = 3 * (size_t)j->width * (size_t)j->height;
+		rc = 0;
+		for (int k = 0; k < j->n_images && rc == 0; k++)
+			rc = vae_decode(j->m->vae, j->latents + (size_t)k * j->latent_n, 1, j->lh, j->lw,
+			                j->images + (size_t)k * per, n_threads);
 		if (rc < 0) {
 			free(j->images);
 			j->images = NULL;

@@ -275,6 +275,10 @@ Test(sd, bad_parameters_are_refused_with_a_reason)
 	p.strength = 1.5f;
 	expect_bad(p, "strength");
 	p = base();
+	p.width = p.height = 2048;
+	p.num_images = 2;
+	expect_bad(p, "at most 4194304 pixels");
+	p = base();
 	p.clip_skip = 5;
 	expect_bad(p, "clip_skip");
 	p = base();

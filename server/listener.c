@@ -100,6 +100,17 @@ void listener_set_max_frame(struct listener *lis, size_t max_frame_bytes)
 	nn_setsockopt(lis->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
 }
 
+void listener_check_broken(struct listener *lis)
+{
+	uint64_t n = nn_get_statistic(lis->sock, NN_STAT_BROKEN_CONNECTIONS);
+	if (n == (uint64_t)-1 || n <= lis->broken_seen)
+		return;
+	log_warn("%s: nanomsg closed %llu connection(s) on error: a peer sent a frame over twice "
+	         "max_frame_bytes, or the network failed; their calls in flight are lost", lis->url,
+	         (unsigned long long)(n - lis->broken_seen));
+	lis->broken_seen = n;
+}
+
 int listener_open(struct listener *lis, struct inferd_server *srv, const char *url,
                   char *err, size_t errlen)
 {

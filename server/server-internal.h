@@ -38,6 +38,7 @@ struct listener {
 	char *url;
 	int sock;                /* nanomsg AF_SP_RAW NN_REP socket */
 	struct event *rx_ev;
+	uint64_t broken_seen;    /* nanomsg's NN_STAT_BROKEN_CONNECTIONS at the last check */
 };
 
 struct call;
@@ -95,7 +96,7 @@ struct inferd_server {
 	enum server_state state;
 	double started;                       /* monotonic seconds */
 	struct event *sig_term, *sig_int, *sig_hup;
-	struct event *drain_ev, *linger_ev, *watchdog_ev;
+	struct event *drain_ev, *linger_ev, *watchdog_ev, *broken_ev;
 	char allocator[128];
 	struct served_model *models;
 	size_t n_models;
@@ -145,6 +146,10 @@ int listener_open(struct listener *lis, struct inferd_server *srv, const char *u
                   char *err, size_t errlen);
 void listener_close(struct listener *lis);
 void listener_set_max_frame(struct listener *lis, size_t max_frame_bytes);
+/* Logs the connections nanomsg broke since the last check (a peer that sent a frame over
+ * NN_RCVMAXSIZE, or a network error): nanomsg drops them without telling the socket's user,
+ * so the daemon polls its statistics (server.c: once a second). */
+void listener_check_broken(struct listener *lis);
 
 /* ---- dispatch (dispatch.c) and methods (methods.c) --------------------------------------- */
 

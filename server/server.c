@@ -152,6 +152,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	config_fini(&fresh);
 }
 
+static void on_broken_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct inferd_server *srv = arg;
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i < srv->n_listeners; i++)
+		listener_check_broken(&srv->listeners[i]);
+}
+
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -279,7 +288,7 @@ void inferd_server_free(struct inferd_server *srv)
 		listener_close(&srv->listeners[i]);
 	free(srv->listeners);
 	struct event *evs[] = { srv->sig_term, srv->sig_int, srv->sig_hup, srv->drain_ev,
-	                        srv->linger_ev, srv->watchdog_ev };
+	                        srv->linger_ev, srv->watchdog_ev, srv->broken_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -305,6 +314,10 @@ int inferd_server_run(struct inferd_server *srv)
 		if (srv->watchdog_ev)
 			event_add(srv->watchdog_ev, &tv);
 	}
+	struct timeval second = { .tv_sec = 1, .tv_usec = 0 };
+	srv->broken_ev = event_new(srv->base, -1, EV_PERSIST, on_broken_check, srv);
+	if (srv->broken_ev)
+		event_add(srv->broken_ev, &second);
 	for (size_t i = 0; i < srv->n_listeners; i++)
 		log_info("listening on %s", srv->listeners[i].url);
 	log_info("ready (allocator: %s, API keys: %s)", srv->allocator,

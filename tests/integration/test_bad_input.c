@@ -179,6 +179,23 @@ Test(bad_input, payload_that_does_not_decode)
 	inferd_frame_free(expect_reply(18, STATUS(INVALID_ARGUMENT), "does not decode as a Echo"));
 }
 
+/* Over twice the limit nanomsg itself drops the connection (NN_RCVMAXSIZE): no reply is
+ * possible, the daemon logs it, and the other clients' calls go on (checked by teardown). */
+Test(bad_input, a_frame_over_twice_the_limit_is_dropped_with_a_log_line)
+{
+	int bad = td_raw_socket(d.tcp_url);
+	static uint8_t huge[100000];
+	td_raw_send(bad, 31, huge, sizeof huge);
+	bool logged = false;
+	for (int i = 0; i < 50 && !logged; i++) {
+		usleep(100000);
+		logged = td_log_contains(&d, "closed") &&
+		         td_log_contains(&d, "over twice max_frame_bytes");
+	}
+	cr_expect(logged, "no log line about the dropped connection");
+	nn_close(bad);
+}
+
 Test(bad_input, out_of_range_arguments)
 {
 	Inferd__V1__EchoRequest req = INFERD__V1__ECHO_REQUEST__INIT;

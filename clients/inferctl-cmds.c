@@ -34,13 +34,6 @@ static int parse_plain(struct ctl *ctl, int argc, char **argv, const char *help,
 	return 0;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* ---- health -------------------------------------------------------------------------------- */
 
 static const char *state_name(int s)
@@ -438,7 +431,7 @@ int ctl_cmd_echo(struct ctl *ctl, int argc, char **argv)
 		req.data.len = size;
 		req.count = 1;
 		req.interval_ms = (uint32_t)delay;
-		t0 = now_s();
+		t0 = ctl_now();
 		rc = inferd_client_start_msg(ctl->client, METHOD(ECHO), &req.base, &o, on_echo, &e, NULL);
 		if (rc < 0) {
 			ctl_err(ctl, "cannot start the call: %s", strerror(-rc));
@@ -453,7 +446,7 @@ int ctl_cmd_echo(struct ctl *ctl, int argc, char **argv)
 			rc = ctl_report(ctl, e.status, e.local, e.message);
 			goto cleanup;
 		}
-		rtt[n_ok++] = (now_s() - t0) * 1000.0;
+		rtt[n_ok++] = (ctl_now() - t0) * 1000.0;
 		sum += rtt[n_ok - 1];
 		if (ctl->json)
 			json_array_append_new(arr, json_real(rtt[n_ok - 1]));

@@ -4,11 +4,9 @@
 #include <errno.h>
 #include <float.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_STOP 16
 
@@ -48,20 +46,6 @@ enum {
 #define MAX_BIAS 64
 #define MAX_STOP_IDS 16
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-	(void)sig;
-	interrupted++;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ---- the call's state ---------------------------------------------------------------------- */
 
@@ -111,7 +95,7 @@ static int on_frame(const struct inferd_reply *r, void *arg)
 		if (rep) {
 			size_t n = strlen(rep->text);
 			if (rep->n_token_ids && !g->t_first)
-				g->t_first = now_s();
+				g->t_first = ctl_now();
 			g->n_tokens += rep->n_token_ids;
 			for (size_t i = 0; g->json && g->ids && i < rep->n_token_ids; i++)
 				json_array_append_new(g->ids, json_integer(rep->token_ids[i]));
@@ -156,11 +140,16 @@ static int on_frame(const struct inferd_reply *r, void *arg)
 	return 0;
 }
 
+static bool gen_finished(void *arg)
+{
+	return ((const struct gen_state *)arg)->done;
+}
+
 /* ---- output -------------------------------------------------------------------------------- */
 
 static int print_result(const struct gen_state *g)
 {
-	double total = now_s() - g->t_start;
+	double total = ctl_now() - g->t_start;
 	double ttft = g->t_first ? g->t_first - g->t_start : 0;
 	const Inferd__V1__Usage *u = &g->usage;
 
@@ -225,17 +214,14 @@ int ctl_cmd_generate(struct ctl *ctl, int argc, char **argv)
 	};
 	Inferd__V1__GenerateRequest req = INFERD__V1__GENERATE_REQUEST__INIT;
 	Inferd__V1__SamplingParams sp = INFERD__V1__SAMPLING_PARAMS__INIT;
-	struct sigaction sa = { .sa_handler = on_sigint }, old_sa;
 	struct gen_state g = { .json = ctl->json };
-	struct inferd_call_options o;
 	char *stops[MAX_STOP], *prompt = NULL;
 	size_t n_stops = 0, n_bias = 0, n_stop_ids = 0;
 	Inferd__V1__SamplingParams__LogitBiasEntry bias[MAX_BIAS], *bias_ptrs[MAX_BIAS];
 	int32_t stop_ids[MAX_STOP_IDS];
 	uint64_t u, call_id = 0;
 	double d;
-	int opt, rc = 0, seen_int = 0;
-	bool handler = false;
+	int opt, rc = 0;
 
 	req.model = "";
 	optind = 0;
@@ -365,40 +351,10 @@ int ctl_cmd_generate(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_connect(ctl)) != 0)
 		goto cleanup;
 
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: the poll returns at once */
-	if (sigaction(SIGINT, &sa, &old_sa) == 0)
-		handler = true;
-	o = ctl_call_options(ctl);
-	g.t_start = now_s();
-	rc = inferd_client_start_msg(ctl->client, INFERD__V1__METHOD__METHOD_GENERATE, &req.base,
-	                             &o, on_frame, &g, &call_id);
-	if (rc < 0) {
-		ctl_err(ctl, "cannot start the call: %s", strerror(-rc));
-		rc = 1;
+	g.t_start = ctl_now();
+	if ((rc = ctl_stream_call(ctl, INFERD__V1__METHOD__METHOD_GENERATE, &req.base, on_frame,
+	                          &g, gen_finished, &call_id)) != 0)
 		goto cleanup;
-	}
-	while (!g.done) {
-		rc = inferd_client_poll(ctl->client, 200);
-		if (rc < 0 && rc != -EINTR) {
-			ctl_err(ctl, "polling failed: %s", strerror(-rc));
-			rc = CTL_EXIT_CONNECT;
-			goto cleanup;
-		}
-		if (interrupted > seen_int) {
-			seen_int = interrupted;
-			if (seen_int >= 2) {
-				fflush(stdout);
-				ctl_err(ctl, "interrupted again: quitting without waiting");
-				rc = CTL_EXIT_CANCELLED;
-				goto cleanup;
-			}
-			fflush(stdout);
-			ctl_err(ctl, "cancelling call %llu (Ctrl-C again to quit at once)",
-			        (unsigned long long)call_id);
-			inferd_client_cancel(ctl->client, call_id);
-		}
-	}
 	if (g.oom) {
 		ctl_err(ctl, "out of memory");
 		rc = 1;
@@ -413,8 +369,6 @@ int ctl_cmd_generate(struct ctl *ctl, int argc, char **argv)
 	}
 	rc = print_result(&g);
 cleanup:
-	if (handler)
-		sigaction(SIGINT, &old_sa, NULL);
 	json_decref(g.ids);
 	json_decref(g.logprobs);
 	free(g.text);

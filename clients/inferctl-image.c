@@ -4,11 +4,9 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_IMAGES 16
 #define MAX_INIT_BYTES (256u << 20) /* an init image file read as it is, at most */
@@ -39,20 +37,6 @@ enum {
 	OPT_INIT, OPT_STRENGTH, OPT_PROGRESS,
 };
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-	(void)sig;
-	interrupted++;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ---- output paths ---------------------------------------------------------------------------- */
 
@@ -140,7 +124,7 @@ static int write_png(struct img_state *s, const Inferd__V1__GenerateImageReply *
 	d->seed = rep->seed;
 	d->total_s = rep->total_seconds;
 	d->queue_s = rep->queue_seconds;
-	d->client_s = now_s() - s->t_start;
+	d->client_s = ctl_now() - s->t_start;
 	s->n_got++;
 	if (!s->ctl->json) {
 		/* with -o - the PNG is on stdout: the line goes to stderr */
@@ -189,6 +173,13 @@ static int on_frame(const struct inferd_reply *r, void *arg)
 	return 0;
 }
 
+/* The last frame came, or writing an image failed (the call is then cancelled). */
+static bool img_finished(void *arg)
+{
+	const struct img_state *s = arg;
+	return s->done || s->failed;
+}
+
 static int print_json(const struct img_state *s)
 {
 	json_t *arr = json_array(), *o;
@@ -207,7 +198,7 @@ static int print_json(const struct img_state *s)
 		                                     "queue_seconds", d->queue_s,
 		                                     "client_seconds", d->client_s));
 	}
-	o = json_pack("{s:o, s:f}", "images", arr, "client_seconds", now_s() - s->t_start);
+	o = json_pack("{s:o, s:f}", "images", arr, "client_seconds", ctl_now() - s->t_start);
 	return ctl_print_json(o);
 }
 
@@ -296,17 +287,14 @@ int ctl_cmd_image(struct ctl *ctl, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	Inferd__V1__GenerateImageRequest req = INFERD__V1__GENERATE_IMAGE_REQUEST__INIT;
-	struct sigaction sa = { .sa_handler = on_sigint }, old_sa;
 	struct img_state s = { .ctl = ctl, .n_images = 1 };
-	struct inferd_call_options o;
 	const char *init_path = NULL;
 	uint8_t *init = NULL;
 	size_t init_len = 0;
 	char *prompt = NULL;
 	uint64_t u, call_id = 0;
 	double d, strength = 0;
-	int opt, rc = 0, seen_int = 0;
-	bool handler = false;
+	int opt, rc = 0;
 
 	req.model = "";
 	req.negative_prompt = "";
@@ -396,38 +384,10 @@ int ctl_cmd_image(struct ctl *ctl, int argc, char **argv)
 	if ((rc = ctl_connect(ctl)) != 0)
 		goto cleanup;
 
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: the poll returns at once */
-	if (sigaction(SIGINT, &sa, &old_sa) == 0)
-		handler = true;
-	o = ctl_call_options(ctl);
-	s.t_start = now_s();
-	rc = inferd_client_start_msg(ctl->client, INFERD__V1__METHOD__METHOD_GENERATE_IMAGE,
-	                             &req.base, &o, on_frame, &s, &call_id);
-	if (rc < 0) {
-		ctl_err(ctl, "cannot start the call: %s", strerror(-rc));
-		rc = 1;
+	s.t_start = ctl_now();
+	if ((rc = ctl_stream_call(ctl, INFERD__V1__METHOD__METHOD_GENERATE_IMAGE, &req.base,
+	                          on_frame, &s, img_finished, &call_id)) != 0)
 		goto cleanup;
-	}
-	while (!s.done && !s.failed) {
-		rc = inferd_client_poll(ctl->client, 200);
-		if (rc < 0 && rc != -EINTR) {
-			ctl_err(ctl, "polling failed: %s", strerror(-rc));
-			rc = CTL_EXIT_CONNECT;
-			goto cleanup;
-		}
-		if (interrupted > seen_int) {
-			seen_int = interrupted;
-			if (seen_int >= 2) {
-				ctl_err(ctl, "interrupted again: quitting without waiting");
-				rc = CTL_EXIT_CANCELLED;
-				goto cleanup;
-			}
-			ctl_err(ctl, "cancelling call %llu (Ctrl-C again to quit at once)",
-			        (unsigned long long)call_id);
-			inferd_client_cancel(ctl->client, call_id);
-		}
-	}
 	if (s.failed) {
 		/* a file could not be written or the daemon sent nonsense: stop the work */
 		inferd_client_cancel(ctl->client, call_id);
@@ -446,8 +406,6 @@ int ctl_cmd_image(struct ctl *ctl, int argc, char **argv)
 	}
 	rc = ctl->json ? print_json(&s) : 0;
 cleanup:
-	if (handler)
-		sigaction(SIGINT, &old_sa, NULL);
 	for (unsigned k = 0; k < MAX_IMAGES; k++)
 		free(s.got[k].path);
 	free(prompt);

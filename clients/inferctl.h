@@ -89,6 +89,18 @@ int ctl_unary(struct ctl *ctl, int method, const ProtobufCMessage *req,
  * be written (CTL_EXIT_SERVER is not right for that; 1 means a local failure). */
 int ctl_print_json(json_t *v);
 
+/* Monotonic seconds. */
+double ctl_now(void);
+
+/* Runs a streaming call (inferctl-stream.c): starts it, delivers its frames to fn until
+ * finished(arg) is true (the last frame came, or the caller gave up on it). Ctrl-C sends Cancel
+ * (the daemon's CANCELLED then reaches fn); a second Ctrl-C returns at once. *call_id gets
+ * the call's id (0 when it did not start).
+ * @return 0, 1 (the call did not start), CTL_EXIT_CONNECT (polling failed),
+ * CTL_EXIT_CANCELLED (a second Ctrl-C). */
+int ctl_stream_call(struct ctl *ctl, int method, const ProtobufCMessage *req, inferd_reply_fn fn,
+                    void *arg, bool (*finished)(void *arg), uint64_t *call_id);
+
 /* Names of protocol enums. */
 const char *ctl_finish_name(int finish_reason);
 

@@ -218,9 +218,8 @@ int image_gen_start(struct inferd_server *srv, const char *model,
 	}
 	/* Everything but the init image's decoding is checked here, before queueing. */
 	struct sd_params sp = p->p;
-	struct image_rgb8 probe = { .pixels = (uint8_t *)"", .width = 1, .height = 1 };
-	sp.init = p->init_image && p->init_len ? &probe : NULL;
-	if (sd_params_check(m->sd, &sp, why, sizeof why) < 0) {
+	sp.init = NULL;
+	if (sd_params_check(m->sd, &sp, p->init_image && p->init_len, why, sizeof why) < 0) {
 		snprintf(msg, msglen, "%s", why);
 		return STATUS(INVALID_ARGUMENT);
 	}

@@ -90,10 +90,12 @@ struct sd_params {
 	int clip_skip;                        /* 0 = last layer */
 };
 
-/* Checks p against the model without computing anything (the fields sd_job_new would
- * reject, init image decoding aside). @return 0 or -EINVAL with a reason. */
-int sd_params_check(const struct sd_model *m, const struct sd_params *p, char *err,
-                    size_t errlen);
+/* Checks p against the model without computing anything: what sd_job_new would reject, but
+ * for decoding the init image. img2img: check as image-to-image even though p->init is not
+ * there yet (the serving layer decodes it later, on the worker). @return 0 or -EINVAL with a
+ * reason. */
+int sd_params_check(const struct sd_model *m, const struct sd_params *p, bool img2img,
+                    char *err, size_t errlen);
 
 /* Makes a job (see above). n_threads for its CLIP and VAE-encoder work. */
 int sd_job_new(struct sd_model *m, const struct sd_params *p, int n_threads,

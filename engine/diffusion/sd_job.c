@@ -18,7 +18,8 @@ struct resolved {
 	bool cfg;
 };
 
-static int resolve(const struct sd_model *m, const struct sd_params *p, struct resolved *r,
+static int resolve(const struct sd_model *m, const struct sd_params *p, bool img2img,
+                   struct resolved *r,
                    char *err, size_t errlen)
 {
 	const struct sd_model_info *in = &m->info;
@@ -77,7 +78,7 @@ static int resolve(const struct sd_model *m, const struct sd_params *p, struct r
 		snprintf(err, errlen, "strength must be in [0, 1] (got %g)", (double)p->strength);
 		return -EINVAL;
 	}
-	if (p->init && !in->has_encoder) {
+	if (img2img && !in->has_encoder) {
 		snprintf(err, errlen, "image-to-image needs the VAE encoder, which this model did not "
 		         "load");
 		return -EINVAL;
@@ -91,7 +92,7 @@ static int resolve(const struct sd_model *m, const struct sd_params *p, struct r
 		snprintf(err, errlen, "clip_skip must be in 0..%d (got %d)", n_layers - 1, p->clip_skip);
 		return -EINVAL;
 	}
-	if (p->init) {
+	if (img2img) {
 		/* The first step of a strength; a strength so small that no step is left is an
 		 * error rather than the init image returned as it is. */
 		struct nsched *s = NULL;
@@ -113,11 +114,11 @@ static int resolve(const struct sd_model *m, const struct sd_params *p, struct r
 	return 0;
 }
 
-int sd_params_check(const struct sd_model *m, const struct sd_params *p, char *err,
-                    size_t errlen)
+int sd_params_check(const struct sd_model *m, const struct sd_params *p, bool img2img,
+                    char *err, size_t errlen)
 {
 	struct resolved r;
-	return resolve(m, p, &r, err, errlen);
+	return resolve(m, p, img2img || (p && p->init), &r, err, errlen);
 }
 
 void sd_guidance_embedding(float w, int dim, float *out)
@@ -208,7 +209,7 @@ int sd_job_new(struct sd_model *m, const struct sd_params *p, int n_threads,
 	int rc;
 
 	*out = NULL;
-	if ((rc = resolve(m, p, &r, err, errlen)) < 0)
+	if ((rc = resolve(m, p, p && p->init, &r, err, errlen)) < 0)
 		return rc;
 	if (!(j = calloc(1, sizeof(*j)))) {
 		snprintf(err, errlen, "out of memory");

@@ -232,7 +232,7 @@ Test(sd, a_step_of_a_finished_or_foreign_job_is_refused)
 static void expect_bad(struct sd_params p, const char *text)
 {
 	char err[512] = "";
-	cr_assert_eq(sd_params_check(model, &p, err, sizeof err), -EINVAL, "accepted (%s)", text);
+	cr_assert_eq(sd_params_check(model, &p, false, err, sizeof err), -EINVAL, "accepted (%s)", text);
 	cr_assert(strstr(err, text), "'%s' does not say '%s'", err, text);
 	struct sd_job *j = NULL;
 	cr_assert_eq(sd_job_new(model, &p, 1, &j, err, sizeof err), -EINVAL);
@@ -247,7 +247,7 @@ Test(sd, bad_parameters_are_refused_with_a_reason)
 	sd_model_get_info(model, &in);
 	cr_assert_eq(in.size_multiple, 4);
 	cr_assert_eq(in.default_width, 64);
-	cr_assert_eq(sd_params_check(model, &p, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(sd_params_check(model, &p, false, err, sizeof err), 0, "%s", err);
 	p.width = 30;
 	expect_bad(p, "multiples of 4");
 	p = base();
@@ -290,6 +290,12 @@ Test(sd, bad_parameters_are_refused_with_a_reason)
 	p.steps = 4;
 	p.strength = 0.1f;
 	expect_bad(p, "no denoising step");
+	/* The same checked before the init image is there (the daemon decodes it later). */
+	p.init = NULL;
+	err[0] = 0;
+	cr_assert_eq(sd_params_check(model, &p, true, err, sizeof err), -EINVAL);
+	cr_assert(strstr(err, "no denoising step"), "%s", err);
+	cr_assert_eq(sd_params_check(model, &p, false, err, sizeof err), 0, "%s", err);
 }
 
 Test(sd, the_defaults_come_from_the_folder)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "matmul.h"
+#include "diff-internal.h"
 
 struct clip_layer {
 	float *ln1_w, *ln1_b;          /* (width) */
@@ -30,16 +31,6 @@ struct clip_text {
 	struct clip_layer *layers;     /* (n_layers) */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- building ------------------------------------------------------------------------- */
 
 /* Converts n values of src to f32 at dst. @return 0 or -EINVAL. */
@@ -47,7 +38,7 @@ static int to_f32(const struct clip_weight *src, float *dst, size_t n, const cha
                   char *err, size_t errlen)
 {
 	if (src->data == NULL) {
-		set_err(err, errlen, "clip text encoder: no data for %s", what);
+		diff_set_err(err, errlen, "clip text encoder: no data for %s", what);
 		return -EINVAL;
 	}
 	const uint16_t *h = src->data;
@@ -64,7 +55,7 @@ static int to_f32(const struct clip_weight *src, float *dst, size_t n, const cha
 			dst[i] = dtype_bf16_to_f32(h[i]);
 		return 0;
 	default:
-		set_err(err, errlen, "clip text encoder: %s: dtype %d not F32/F16/BF16", what,
+		diff_set_err(err, errlen, "clip text encoder: %s: dtype %d not F32/F16/BF16", what,
 		        (int)src->type);
 		return -EINVAL;
 	}
@@ -76,7 +67,7 @@ static int check_config(const struct clip_text_config *c, char *err, size_t errl
 	    c->ffn < 1 || c->width % c->n_heads != 0 || !(c->ln_eps > 0) ||
 	    (c->act != CLIP_ACT_QUICK_GELU && c->act != CLIP_ACT_GELU) || c->n_vocab > (1 << 24) ||
 	    c->n_ctx > 4096 || c->width > 65536 || c->ffn > 262144 || c->n_layers > 1024) {
-		set_err(err, errlen, "clip text encoder: bad config (vocab %d, ctx %d, width %d, "
+		diff_set_err(err, errlen, "clip text encoder: bad config (vocab %d, ctx %d, width %d, "
 		        "layers %d, heads %d, ffn %d)", c->n_vocab, c->n_ctx, c->width, c->n_layers,
 		        c->n_heads, c->ffn);
 		return -EINVAL;
@@ -94,7 +85,7 @@ int clip_text_new(const struct clip_text_config *cfg, const struct clip_weights 
 	if (rc != 0)
 		return rc;
 	if (w->layers == NULL) {
-		set_err(err, errlen, "clip text encoder: no layer weights");
+		diff_set_err(err, errlen, "clip text encoder: no layer weights");
 		return -EINVAL;
 	}
 	const size_t W = (size_t)cfg->width, F = (size_t)cfg->ffn;
@@ -161,7 +152,7 @@ int clip_text_new(const struct clip_text_config *cfg, const struct clip_weights 
 	return 0;
 fail:
 	if (rc == -ENOMEM)
-		set_err(err, errlen, "clip text encoder: out of memory");
+		diff_set_err(err, errlen, "clip text encoder: out of memory");
 	clip_text_free(m);
 	return rc;
 }

@@ -6,16 +6,7 @@
 #include <stdio.h>
 
 #include "safetensors.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
+#include "diff-internal.h"
 
 /* Looks up name (printf-style) and checks its shape: d0 (and d1 when d1 > 0; 1-D when d1 is 0).
  * d0 < 0 accepts any first dimension and returns it in *got0. */
@@ -30,18 +21,18 @@ static int get(const struct st_file *f, struct clip_weight *w, int64_t d0, int64
 	const struct st_tensor *t = st_get(f, name);
 	enum dtype dt;
 	if (t == NULL) {
-		set_err(err, errlen, "%s: no tensor %s", st_path(f), name);
+		diff_set_err(err, errlen, "%s: no tensor %s", st_path(f), name);
 		return -EINVAL;
 	}
 	if (st_tensor_dtype(t, &dt) != 0) {
-		set_err(err, errlen, "%s: %s: dtype %s, want F32/F16/BF16", st_path(f), name,
+		diff_set_err(err, errlen, "%s: %s: dtype %s, want F32/F16/BF16", st_path(f), name,
 		        t->dtype_name);
 		return -EINVAL;
 	}
 	uint32_t want_dims = d1 > 0 ? 2 : 1;
 	if (t->n_dims != want_dims || (d0 >= 0 && t->shape[0] != d0) ||
 	    (d1 > 0 && t->shape[1] != d1) || t->shape[0] < 1) {
-		set_err(err, errlen, "%s: %s: wrong shape (want %lld x %lld)", st_path(f), name,
+		diff_set_err(err, errlen, "%s: %s: wrong shape (want %lld x %lld)", st_path(f), name,
 		        (long long)d0, (long long)(d1 > 0 ? d1 : 1));
 		return -EINVAL;
 	}
@@ -62,7 +53,7 @@ int clip_text_weights_from_st(const struct st_file *f, struct clip_text_config *
 	int64_t V = 0, T = 0, W = 0, F = 0;
 	const struct st_tensor *te = st_get(f, "text_model.embeddings.token_embedding.weight");
 	if (te == NULL || te->n_dims != 2) {
-		set_err(err, errlen, "%s: no 2-D text_model.embeddings.token_embedding.weight",
+		diff_set_err(err, errlen, "%s: no 2-D text_model.embeddings.token_embedding.weight",
 		        st_path(f));
 		return -EINVAL;
 	}
@@ -89,7 +80,7 @@ int clip_text_weights_from_st(const struct st_file *f, struct clip_text_config *
 		if (st_find(f, probe) < 0)
 			break;
 		if (n >= max_layers) {
-			set_err(err, errlen, "%s: more than %d text encoder layers", st_path(f),
+			diff_set_err(err, errlen, "%s: more than %d text encoder layers", st_path(f),
 			        max_layers);
 			return -E2BIG;
 		}
@@ -119,11 +110,11 @@ int clip_text_weights_from_st(const struct st_file *f, struct clip_text_config *
 			return rc;
 	}
 	if (n == 0) {
-		set_err(err, errlen, "%s: no text_model.encoder.layers", st_path(f));
+		diff_set_err(err, errlen, "%s: no text_model.encoder.layers", st_path(f));
 		return -EINVAL;
 	}
 	if (V > (1 << 24) || T > 4096 || W > 65536 || F > 262144) {
-		set_err(err, errlen, "%s: text encoder sizes out of range", st_path(f));
+		diff_set_err(err, errlen, "%s: text encoder sizes out of range", st_path(f));
 		return -EINVAL;
 	}
 	cfg->n_vocab = (int)V;

@@ -2,6 +2,7 @@
  * clip_tok_encode.c, text normalization in clip_tok_norm.c. See clip_tokenizer.h. */
 #include "clip_tokenizer.h"
 #include "clip_tok-internal.h"
+#include "diff-internal.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -15,16 +16,6 @@
 static const char clip_pattern[] =
 	"<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]"
 	"|[^\\s\\p{L}\\p{N}]+";
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- hash tables ------------------------------------------------------------------------ */
 
@@ -76,11 +67,11 @@ static int load_vocab(struct clip_tokenizer *t, const char *js, size_t len, char
 	json_t *root = json_loadb(js, len, 0, &jerr);
 	int rc = -EINVAL;
 	if (root == NULL) {
-		set_err(err, errlen, "vocab.json: line %d: %s", jerr.line, jerr.text);
+		diff_set_err(err, errlen, "vocab.json: line %d: %s", jerr.line, jerr.text);
 		return -EINVAL;
 	}
 	if (!json_is_object(root) || json_object_size(root) == 0) {
-		set_err(err, errlen, "vocab.json: not a non-empty object of token: id");
+		diff_set_err(err, errlen, "vocab.json: not a non-empty object of token: id");
 		goto cleanup;
 	}
 	const char *key;
@@ -89,7 +80,7 @@ static int load_vocab(struct clip_tokenizer *t, const char *js, size_t len, char
 	json_object_foreach(root, key, val) {
 		if (!json_is_integer(val) || json_integer_value(val) < 0 ||
 		    json_integer_value(val) >= (1 << 24)) {
-			set_err(err, errlen, "vocab.json: token \"%.40s\": id not an integer in [0, 2^24)",
+			diff_set_err(err, errlen, "vocab.json: token \"%.40s\": id not an integer in [0, 2^24)",
 			        key);
 			goto cleanup;
 		}
@@ -110,11 +101,11 @@ static int load_vocab(struct clip_tokenizer *t, const char *js, size_t len, char
 		int32_t id = (int32_t)json_integer_value(val);
 		size_t n = strlen(key);
 		if (t->text[id] != NULL) {
-			set_err(err, errlen, "vocab.json: id %d given to two tokens", id);
+			diff_set_err(err, errlen, "vocab.json: id %d given to two tokens", id);
 			goto cleanup;
 		}
 		if (clip_tok_lookup(t, key, n) >= 0) {
-			set_err(err, errlen, "vocab.json: token \"%.40s\" twice", key);
+			diff_set_err(err, errlen, "vocab.json: token \"%.40s\" twice", key);
 			goto cleanup;
 		}
 		t->text[id] = malloc(n + 1);
@@ -162,7 +153,7 @@ static int load_merges(struct clip_tokenizer *t, const char *m, size_t len, char
 			continue;
 		const char *sp = memchr(line, ' ', n);
 		if (sp == NULL || sp == line || sp == line + n - 1 || n >= sizeof buf) {
-			set_err(err, errlen, "merges.txt: line %zu: not \"left right\"", line_no);
+			diff_set_err(err, errlen, "merges.txt: line %zu: not \"left right\"", line_no);
 			return -EINVAL;
 		}
 		size_t nl = (size_t)(sp - line), nr = n - nl - 1;
@@ -171,7 +162,7 @@ static int load_merges(struct clip_tokenizer *t, const char *m, size_t len, char
 		memcpy(buf + nl, sp + 1, nr);
 		int32_t ab = clip_tok_lookup(t, buf, nl + nr);
 		if (a < 0 || b < 0 || ab < 0) {
-			set_err(err, errlen, "merges.txt: line %zu: \"%.*s\" not in the vocabulary",
+			diff_set_err(err, errlen, "merges.txt: line %zu: \"%.*s\" not in the vocabulary",
 			        line_no, (int)(n < 80 ? n : 80), line);
 			return -EINVAL;
 		}
@@ -191,7 +182,7 @@ static int finish_load(struct clip_tokenizer *t, char *err, size_t errlen)
 	t->bos = clip_tok_lookup(t, bos, sizeof bos - 1);
 	t->eos = clip_tok_lookup(t, eos, sizeof eos - 1);
 	if (t->bos < 0 || t->eos < 0) {
-		set_err(err, errlen, "vocab.json: no %s token", t->bos < 0 ? bos : eos);
+		diff_set_err(err, errlen, "vocab.json: no %s token", t->bos < 0 ? bos : eos);
 		return -EINVAL;
 	}
 	for (int b = 0; b < 256; b++) {
@@ -206,7 +197,7 @@ static int finish_load(struct clip_tokenizer *t, char *err, size_t errlen)
 	t->re = pcre2_compile((PCRE2_SPTR)clip_pattern, PCRE2_ZERO_TERMINATED,
 	                      PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
 	if (t->re == NULL) {
-		set_err(err, errlen, "clip tokenizer: PCRE2 refused the pattern (error %d)", ec);
+		diff_set_err(err, errlen, "clip tokenizer: PCRE2 refused the pattern (error %d)", ec);
 		return -EINVAL;
 	}
 	pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* optional: else the interpreter */
@@ -235,7 +226,7 @@ int clip_tok_new_from_memory(const char *vocab_json, size_t vocab_len, const cha
 	return 0;
 fail:
 	if (rc == -ENOMEM)
-		set_err(err, errlen, "clip tokenizer: out of memory");
+		diff_set_err(err, errlen, "clip tokenizer: out of memory");
 	clip_tok_free(t);
 	return rc;
 }
@@ -247,7 +238,7 @@ static int read_file(const char *path, char **data, size_t *len, char *err, size
 	*data = NULL;
 	if (f == NULL) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		diff_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return rc;
 	}
 	size_t cap = 1 << 16, n = 0;
@@ -267,9 +258,9 @@ static int read_file(const char *path, char **data, size_t *len, char *err, size
 	}
 	if (buf == NULL) {
 		rc = -ENOMEM;
-		set_err(err, errlen, "%s: out of memory", path);
+		diff_set_err(err, errlen, "%s: out of memory", path);
 	} else if (ferror(f)) {
-		set_err(err, errlen, "%s: read error", path);
+		diff_set_err(err, errlen, "%s: read error", path);
 		free(buf);
 	} else {
 		*data = buf;
@@ -305,7 +296,7 @@ int clip_tok_new_from_folder(const char *folder, struct clip_tokenizer **out, ch
 		return -EINVAL;
 	if ((size_t)snprintf(vp, sizeof vp, "%s/vocab.json", folder) >= sizeof vp ||
 	    (size_t)snprintf(mp, sizeof mp, "%s/merges.txt", folder) >= sizeof mp) {
-		set_err(err, errlen, "%.64s...: path too long", folder);
+		diff_set_err(err, errlen, "%.64s...: path too long", folder);
 		return -ENAMETOOLONG;
 	}
 	return clip_tok_new(vp, mp, out, err, errlen);

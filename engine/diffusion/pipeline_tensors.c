@@ -3,6 +3,7 @@
  * and the check of a weight file against them. Shapes are PyTorch's: a linear
  * weight is [out, in], a conv weight [out, in, kh, kw]. */
 #include "pipeline.h"
+#include "diff-internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -296,15 +297,6 @@ struct check {
 	size_t errlen;
 };
 
-static void fmt_shape(char *buf, size_t len, uint32_t nd, const int64_t *s)
-{
-	size_t n = (size_t)snprintf(buf, len, "[");
-	for (uint32_t i = 0; i < nd && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%lld", i ? ", " : "", (long long)s[i]);
-	if (n < len)
-		snprintf(buf + n, len - n, "]");
-}
-
 static int check_one(const char *name, const char *alt, uint32_t nd, const int64_t *shape,
                      enum diff_tensor_kind kind, void *arg)
 {
@@ -315,7 +307,7 @@ static int check_one(const char *name, const char *alt, uint32_t nd, const int64
 	(void)kind;
 	if (t == NULL && alt)
 		t = st_get(c->f, alt);
-	fmt_shape(want, sizeof want, nd, shape);
+	diff_format_shape(want, sizeof want, nd, shape);
 	if (t == NULL) {
 		if (c->err && c->errlen)
 			snprintf(c->err, c->errlen, "%s: tensor '%s'%s%s%s is missing (expected shape %s)",
@@ -331,7 +323,7 @@ static int check_one(const char *name, const char *alt, uint32_t nd, const int64
 	    t->shape[1] == shape[1] && t->shape[2] == 1 && t->shape[3] == 1)
 		same = true;
 	if (!same) {
-		fmt_shape(have, sizeof have, t->n_dims, t->shape);
+		diff_format_shape(have, sizeof have, t->n_dims, t->shape);
 		if (c->err && c->errlen)
 			snprintf(c->err, c->errlen, "%s: tensor '%s' has shape %s, the config implies %s",
 			         st_path(c->f), t->name, have, want);

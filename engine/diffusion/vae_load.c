@@ -11,31 +11,13 @@
 #include <string.h>
 
 #include "safetensors.h"
+#include "diff-internal.h"
 
 struct ld {
 	const struct st_file *f;
 	char *err;
 	size_t errlen;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static void fmt_shape(char *buf, size_t len, uint32_t nd, const int64_t *s)
-{
-	size_t n = (size_t)snprintf(buf, len, "[");
-	for (uint32_t i = 0; i < nd && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%lld", i ? ", " : "", (long long)s[i]);
-	if (n < len)
-		snprintf(buf + n, len - n, "]");
-}
 
 /* ---- tensors -------------------------------------------------------------------------------- */
 
@@ -51,9 +33,9 @@ static int ld_f32(struct ld *l, const char *name, const char *alt, uint32_t nd,
 	*out = NULL;
 	if (t == NULL && alt != NULL)
 		t = st_get(l->f, alt);
-	fmt_shape(want, sizeof want, nd, shape);
+	diff_format_shape(want, sizeof want, nd, shape);
 	if (t == NULL) {
-		set_err(l->err, l->errlen, "vae: %s: tensor '%s'%s%s%s is missing (expected shape %s)",
+		diff_set_err(l->err, l->errlen, "vae: %s: tensor '%s'%s%s%s is missing (expected shape %s)",
 		        st_path(l->f), name, alt ? " (or '" : "", alt ? alt : "", alt ? "')" : "", want);
 		return -EBADMSG;
 	}
@@ -64,13 +46,13 @@ static int ld_f32(struct ld *l, const char *name, const char *alt, uint32_t nd,
 	    t->shape[1] == shape[1] && t->shape[2] == 1 && t->shape[3] == 1)
 		same = true;
 	if (!same) {
-		fmt_shape(have, sizeof have, t->n_dims, t->shape);
-		set_err(l->err, l->errlen, "vae: %s: tensor '%s' has shape %s, the config implies %s",
+		diff_format_shape(have, sizeof have, t->n_dims, t->shape);
+		diff_set_err(l->err, l->errlen, "vae: %s: tensor '%s' has shape %s, the config implies %s",
 		        st_path(l->f), t->name, have, want);
 		return -EBADMSG;
 	}
 	if (st_tensor_dtype(t, &dt) != 0) {
-		set_err(l->err, l->errlen, "vae: %s: tensor '%s' has dtype %s; weights must be F32, "
+		diff_set_err(l->err, l->errlen, "vae: %s: tensor '%s' has dtype %s; weights must be F32, "
 		        "F16 or BF16", st_path(l->f), t->name, t->dtype_name);
 		return -ENOTSUP;
 	}
@@ -81,7 +63,7 @@ static int ld_f32(struct ld *l, const char *name, const char *alt, uint32_t nd,
 	int rc = st_tensor_to_f32(t, p, n);
 	if (rc != 0) {
 		free(p);
-		set_err(l->err, l->errlen, "vae: %s: tensor '%s' could not be converted",
+		diff_set_err(l->err, l->errlen, "vae: %s: tensor '%s' could not be converted",
 		        st_path(l->f), t->name);
 		return rc;
 	}
@@ -143,7 +125,7 @@ static int ld_conv(struct ld *l, const char *prefix, const char *what, int out, 
 		};
 		rc = conv2d_new(&d, DTYPE_F32, w, b, vae_conv_flags(k, in), c);
 		if (rc != 0)
-			set_err(l->err, l->errlen, "vae: %s%s%s: convolution not created (%s)", prefix,
+			diff_set_err(l->err, l->errlen, "vae: %s%s%s: convolution not created (%s)", prefix,
 			        dot, what, strerror(-rc));
 	}
 	free(w);
@@ -384,7 +366,7 @@ static int check_config(const struct diff_vae_config *c, char *err, size_t errle
 		ok = c->block_out_channels[i] >= 1 && c->block_out_channels[i] <= 65536 &&
 		     c->block_out_channels[i] % c->norm_num_groups == 0;
 	if (!ok) {
-		set_err(err, errlen, "vae: bad config (%d blocks, %d layers per block, %d groups, "
+		diff_set_err(err, errlen, "vae: bad config (%d blocks, %d layers per block, %d groups, "
 		        "channels in %d out %d latent %d, scaling %g): channels must be positive and "
 		        "divisible by the groups", c->n_blocks, c->layers_per_block, c->norm_num_groups,
 		        c->in_channels, c->out_channels, c->latent_channels, (double)c->scaling_factor);
@@ -402,7 +384,7 @@ int vae_new(const struct diff_vae_config *c, const struct st_file *f, bool with_
 		return -EINVAL;
 	*out = NULL;
 	if (c == NULL || f == NULL) {
-		set_err(err, errlen, "vae: no config or weight file");
+		diff_set_err(err, errlen, "vae: no config or weight file");
 		return -EINVAL;
 	}
 	int rc = check_config(c, err, errlen);
@@ -410,7 +392,7 @@ int vae_new(const struct diff_vae_config *c, const struct st_file *f, bool with_
 		return rc;
 	struct vae *v = calloc(1, sizeof *v);
 	if (v == NULL) {
-		set_err(err, errlen, "vae: out of memory");
+		diff_set_err(err, errlen, "vae: out of memory");
 		return -ENOMEM;
 	}
 	v->cfg = *c;
@@ -420,7 +402,7 @@ int vae_new(const struct diff_vae_config *c, const struct st_file *f, bool with_
 		rc = build_encoder(&l, c, &v->enc);
 	if (rc != 0) {
 		if (rc == -ENOMEM)
-			set_err(err, errlen, "vae: out of memory");
+			diff_set_err(err, errlen, "vae: out of memory");
 		vae_free(v);
 		return rc;
 	}

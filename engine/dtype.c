@@ -111,6 +111,7 @@ bool dtype_can_quant(uint32_t id)
 {
 	switch (id) {
 	case DTYPE_F32: case DTYPE_F16: case DTYPE_BF16: case DTYPE_Q8_0: case DTYPE_Q4_0:
+	case DTYPE_Q4_K: case DTYPE_Q6_K:
 		return true;
 	default:
 		return false;
@@ -391,6 +392,154 @@ static void quant_q4_0(const float *x, uint8_t *b, int64_t nb)
 	}
 }
 
+/* ---- K-quant quantization --------------------------------------------------------
+ * Written as the inverse of dequant_q4_k / dequant_q6_k above. Each sub-block
+ * gets its own float scale first; the scales are then quantized against the
+ * super-block's f16 d (and dmin), and the quants are chosen with the scales as
+ * stored, so the rounding of the scales costs range, not an offset. */
+
+/* Nearest integer of v clamped to [lo, hi]; a NaN gives lo (never a UB cast). */
+static int qclamp(float v, float lo, float hi)
+{
+	return (int)fminf(hi, fmaxf(lo, roundf(v)));
+}
+
+/* Q4_K sub-block of 32: x ~ scale * q - m with q in 0..15, m >= 0 (the min is
+ * min(0, min x), so zero stays representable). Starts from the full range and
+ * tries a few nearby step counts, refitting scale and min by least squares to
+ * the chosen q; keeps the fit of least squared error. */
+static void q4_k_fit(const float *x, float *scale, float *m)
+{
+	float lo = 0.0f, hi = x[0];
+	for (int i = 0; i < 32; i++) {
+		lo = fminf(lo, x[i]);
+		hi = fmaxf(hi, x[i]);
+	}
+	*scale = 0.0f;
+	*m = -lo;
+	if (!(hi > lo)) /* constant <= 0 (or NaN): the min alone is exact */
+		return;
+	float best_s = (hi - lo) / 15.0f, best_lo = lo, best_err = INFINITY;
+	for (int is = -2; is <= 12; is++) {
+		float iscale = (15.0f + 0.1f * (float)is) / (hi - lo);
+		float s = best_s, mn = best_lo;
+		if (is > -2) { /* is == -2: the plain full-range choice as computed */
+			double sl = 0, sl2 = 0, sxl = 0, sx = 0;
+			for (int i = 0; i < 32; i++) {
+				int q = qclamp(iscale * (x[i] - lo), 0.0f, 15.0f);
+				sl += q;
+				sl2 += (double)q * q;
+				sxl += (double)x[i] * q;
+				sx += x[i];
+			}
+			double det = 32.0 * sl2 - sl * sl;
+			if (det <= 0.0)
+				continue;
+			s = (float)((32.0 * sxl - sx * sl) / det);
+			mn = (float)((sl2 * sx - sl * sxl) / det);
+			if (mn > 0.0f) { /* the min must stay <= 0: refit the scale alone */
+				mn = 0.0f;
+				s = sl2 > 0.0 ? (float)(sxl / sl2) : 0.0f;
+			}
+			if (!(s > 0.0f))
+				continue;
+		}
+		float err = 0.0f;
+		for (int i = 0; i < 32; i++) {
+			float y = s * (float)qclamp((x[i] - mn) / s, 0.0f, 15.0f) + mn;
+			err += (x[i] - y) * (x[i] - y);
+		}
+		if (err < best_err) {
+			best_err = err;
+			best_s = s;
+			best_lo = mn;
+		}
+	}
+	*scale = best_s;
+	*m = -best_lo;
+}
+
+static void quant_q4_k(const float *x, uint8_t *b, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, x += 256, b += DTYPE_Q4_K_BYTES) {
+		float scale[8], mins[8], smax = 0.0f, mmax = 0.0f;
+		for (int j = 0; j < 8; j++) {
+			q4_k_fit(x + 32 * j, &scale[j], &mins[j]);
+			smax = fmaxf(smax, scale[j]);
+			mmax = fmaxf(mmax, mins[j]);
+		}
+		uint16_t dh = dtype_f32_to_f16(smax / 63.0f), mh = dtype_f32_to_f16(mmax / 63.0f);
+		float d = dtype_f16_to_f32(dh), dmin = dtype_f16_to_f32(mh);
+		float id = d > 0.0f ? 1.0f / d : 0.0f, idmin = dmin > 0.0f ? 1.0f / dmin : 0.0f;
+		int sc[8], m[8];
+		for (int j = 0; j < 8; j++) {
+			sc[j] = qclamp(scale[j] * id, 0.0f, 63.0f);
+			m[j] = qclamp(mins[j] * idmin, 0.0f, 63.0f);
+		}
+		st16(b, dh);
+		st16(b + 2, mh);
+		uint8_t *s = b + 4, *qs = b + 16;
+		for (int j = 0; j < 4; j++) {
+			s[j] = (uint8_t)(sc[j] | ((sc[j + 4] >> 4) << 6));
+			s[j + 4] = (uint8_t)(m[j] | ((m[j + 4] >> 4) << 6));
+			s[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((m[j + 4] & 15) << 4));
+		}
+		memset(qs, 0, 128);
+		for (int j = 0; j < 8; j++) {
+			float ds = d * (float)sc[j], dm = dmin * (float)m[j];
+			float ids = ds > 0.0f ? 1.0f / ds : 0.0f;
+			uint8_t *q = qs + 32 * (j / 2);
+			for (int l = 0; l < 32; l++) {
+				int v = qclamp((x[32 * j + l] + dm) * ids, 0.0f, 15.0f);
+				q[l] |= (uint8_t)(j % 2 ? v << 4 : v);
+			}
+		}
+	}
+}
+
+/* Q6_K: each sub-block of 16 maps its element of largest magnitude v to -32
+ * (scale v / -32), like Q4_0; the scales are then int8 against d = the scale
+ * of largest magnitude / -128. */
+static void quant_q6_k(const float *x, uint8_t *b, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, x += 256, b += DTYPE_Q6_K_BYTES) {
+		float scale[16], smax = 0.0f;
+		for (int j = 0; j < 16; j++) {
+			float amax = 0.0f, v = 0.0f;
+			for (int l = 0; l < 16; l++) {
+				if (fabsf(x[16 * j + l]) > amax) {
+					amax = fabsf(x[16 * j + l]);
+					v = x[16 * j + l];
+				}
+			}
+			scale[j] = v / -32.0f;
+			if (fabsf(scale[j]) > fabsf(smax))
+				smax = scale[j];
+		}
+		uint16_t dh = dtype_f32_to_f16(smax / -128.0f);
+		float d = dtype_f16_to_f32(dh);
+		float id = d != 0.0f ? 1.0f / d : 0.0f;
+		uint8_t *ql = b, *qh = b + 128;
+		int8_t *sc = (int8_t *)(b + 192);
+		memset(b, 0, 192);
+		for (int j = 0; j < 16; j++) {
+			sc[j] = (int8_t)qclamp(scale[j] * id, -128.0f, 127.0f);
+			float ds = d * (float)sc[j];
+			float ids = ds != 0.0f ? 1.0f / ds : 0.0f;
+			for (int l = 0; l < 16; l++) {
+				int e = 16 * j + l; /* element e of the block */
+				int q = qclamp(x[e] * ids, -32.0f, 31.0f) + 32;
+				int h = e / 128, r = e % 128, quarter = r / 32, k = r % 32;
+				int lo = q & 15, hi = q >> 4;
+				uint8_t *p = ql + 64 * h + k + 32 * (quarter & 1);
+				*p |= (uint8_t)(quarter < 2 ? lo : lo << 4);
+				qh[32 * h + k] |= (uint8_t)(hi << (2 * quarter));
+			}
+		}
+		st16(b + 208, dh);
+	}
+}
+
 int dtype_dequant_row(uint32_t id, const void *src, float *dst, int64_t n)
 {
 	if (!dtype_valid(id) || n < 0 || n % dtype_table[id].blck != 0)
@@ -444,6 +593,8 @@ int dtype_quant_row(uint32_t id, const float *src, void *dst, int64_t n)
 		return 0;
 	case DTYPE_Q8_0: quant_q8_0(src, d, nb); return 0;
 	case DTYPE_Q4_0: quant_q4_0(src, d, nb); return 0;
+	case DTYPE_Q4_K: quant_q4_k(src, d, nb); return 0;
+	case DTYPE_Q6_K: quant_q6_k(src, d, nb); return 0;
 	default:
 		return -ENOTSUP;
 	}

@@ -93,7 +93,10 @@ bool dtype_can_quant(uint32_t id);
 int dtype_dequant_row(uint32_t id, const void *src, float *dst, int64_t n);
 
 /* Converts n f32 elements (a whole number of blocks) to type id at dst (any
- * alignment). Supports F32, F16, BF16, Q8_0, Q4_0. @return 0, -EINVAL, -ENOTSUP. */
+ * alignment). Supports F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K (reference
+ * quantizers without an importance matrix; the K-quants fit each sub-block's
+ * scale, and Q4_K's min, before quantizing the scales to the stored bits).
+ * @return 0, -EINVAL, -ENOTSUP. */
 int dtype_quant_row(uint32_t id, const float *src, void *dst, int64_t n);
 
 /* IEEE binary16 <-> f32, round-to-nearest-even, subnormals, inf and NaN kept

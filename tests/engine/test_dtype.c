@@ -1,6 +1,6 @@
-/* Tests of engine/dtype: the type table, f16/bf16 conversion edge cases, Q8_0
- * and Q4_0 round trips, and known-answer dequantization of hand-packed Q4_K and
- * Q6_K blocks. The packers below are written from the format description in
+/* Tests of engine/dtype: the type table, f16/bf16 conversion edge cases, Q8_0,
+ * Q4_0, Q4_K and Q6_K round trips, and known-answer dequantization of
+ * hand-packed Q4_K and Q6_K blocks. The packers below are written from the format description in
  * the opposite direction of the code under test (value -> bits), so a shared
  * misreading of the layout would have to be made twice to go unnoticed. */
 #include <criterion/criterion.h>
@@ -243,7 +243,8 @@ Test(dtype, unsupported_conversions_say_so)
 {
 	float x[256] = { 0 };
 	uint8_t q[512];
-	cr_assert_eq(dtype_quant_row(DTYPE_Q4_K, x, q, 256), -ENOTSUP);
+	cr_assert_eq(dtype_quant_row(DTYPE_Q5_K, x, q, 256), -ENOTSUP);
+	cr_assert_eq(dtype_quant_row(DTYPE_Q4_K, x, q, 255), -EINVAL);
 	cr_assert_eq(dtype_dequant_row(DTYPE_Q5_K, q, x, 256), -ENOTSUP);
 	cr_assert_eq(dtype_dequant_row(DTYPE_Q8_0, q, x, 31), -EINVAL);
 	cr_assert_eq(dtype_dequant_row(77, q, x, 32), -EINVAL);
@@ -338,5 +339,121 @@ Test(dtype, q6_k_known_answer)
 		float want = d * (float)sc[e / 16] * (float)((int)q[e] - 32);
 		cr_assert_float_eq(got[e], want, 1e-6f * (1.0f + fabsf(want)),
 		                   "elem %d: %g, expected %g", e, got[e], want);
+	}
+}
+
+/* ---- K-quant round trips ------------------------------------------------------------------ */
+
+/* Rows of 16 super-blocks: super-block b has scale 10^(b%5 - 2) (0.01 to 100),
+ * an offset (all-positive, all-negative or centred rows exercise Q4_K's min),
+ * and one sub-block 1000x smaller than the rest (its scale quantizes to few
+ * levels against d). Returns the max |error| over each super-block divided by
+ * its range (max(x,0) - min(x,0)) and the RMS error over the row divided by the
+ * RMS range, for the caller's bounds. */
+static void kquant_roundtrip(enum dtype t, double *max_rel, double *rms_rel)
+{
+	enum { NB = 16, N = 256 * NB };
+	static float x[N], y[N];
+	static uint8_t q[NB * 210];
+	for (int i = 0; i < N; i++) {
+		int b = i / 256;
+		float sc = powf(10.0f, (float)(b % 5 - 2));
+		float off = b % 3 == 0 ? 1.0f : b % 3 == 1 ? -1.0f : 0.0f;
+		x[i] = sc * (rnd() + off) * (i % 256 / 32 == 6 ? 1e-3f : 1.0f);
+	}
+	cr_assert_eq(dtype_quant_row(t, x, q, N), 0);
+	cr_assert_eq(dtype_dequant_row(t, q, y, N), 0);
+	double worst = 0.0, es = 0.0, rs = 0.0;
+	for (int b = 0; b < NB; b++) {
+		float lo = 0.0f, hi = 0.0f, emax = 0.0f;
+		for (int j = 0; j < 256; j++) {
+			lo = fminf(lo, x[b * 256 + j]);
+			hi = fmaxf(hi, x[b * 256 + j]);
+		}
+		for (int j = 0; j < 256; j++) {
+			float e = fabsf(x[b * 256 + j] - y[b * 256 + j]);
+			emax = fmaxf(emax, e);
+			es += (double)e * e / ((double)(hi - lo) * (hi - lo));
+		}
+		rs += 256.0;
+		worst = fmax(worst, (double)emax / (hi - lo));
+	}
+	*max_rel = worst;
+	*rms_rel = sqrt(es / rs);
+	cr_log_info("%s: max |err| / range %.4f, rms %.4f", dtype_name(t), worst, *rms_rel);
+}
+
+Test(dtype, q4_k_round_trip_within_one_step_of_the_range)
+{
+	double mx, rms;
+	kquant_roundtrip(DTYPE_Q4_K, &mx, &rms);
+	/* 15 steps per sub-block: half a step from rounding, up to 7.5 steps of d
+	 * (d = largest scale / 63) where the 6-bit scale rounded down clamps the
+	 * top quant, half a step of dmin: ~0.05 of the range; measured 0.051. A
+	 * uniform rounding error has rms step/sqrt(12) = 0.019 of the range;
+	 * measured 0.0155 (the fit beats plain rounding). */
+	cr_expect_lt(mx, 1.0 / 15.0, "max error %.4f of the range", mx);
+	cr_expect_lt(rms, 0.02, "rms error %.4f of the range", rms);
+}
+
+Test(dtype, q6_k_round_trip_within_one_step)
+{
+	double mx, rms;
+	kquant_roundtrip(DTYPE_Q6_K, &mx, &rms);
+	/* The extreme of each sub-block maps to -32 exactly, the clamp at +31 can
+	 * cost one step, the int8 scale (d = largest scale / 128) adds up to 16 d
+	 * on the largest quant: at most ~1.13 steps of the largest sub-block's
+	 * step (|x| max / 32), i.e. about 1.13/32 of a range that contains zero
+	 * and the extreme. Measured 0.0156 (max) and 0.0068 (rms). */
+	cr_expect_lt(mx, 1.15 / 32.0, "max error %.4f of the range", mx);
+	cr_expect_lt(rms, 0.3 / 32.0, "rms error %.4f of the range", rms);
+}
+
+ParameterizedTestParameters(dtype, k_quants_keep_zero_and_constant_blocks)
+{
+	static enum dtype types[] = { DTYPE_Q4_K, DTYPE_Q6_K };
+	return cr_make_param_array(enum dtype, types, 2);
+}
+
+ParameterizedTest(enum dtype *t, dtype, k_quants_keep_zero_and_constant_blocks)
+{
+	/* |c| >= 0.25 keeps d an f16 normal for both types (below, d is subnormal
+	 * and the format itself loses precision) */
+	static const float consts[] = { 0.0f, 0.7f, -0.7f, 0.25f, -250.0f };
+	float x[256], y[256];
+	uint8_t q[210];
+	for (size_t k = 0; k < sizeof consts / sizeof consts[0]; k++) {
+		float c = consts[k];
+		for (int i = 0; i < 256; i++)
+			x[i] = c;
+		memset(q, 0xa5, sizeof q); /* stale bytes must be overwritten */
+		cr_assert_eq(dtype_quant_row(*t, x, q, 256), 0);
+		cr_assert_eq(dtype_dequant_row(*t, q, y, 256), 0);
+		/* exact up to the f16 rounding of d (and of d x the integer scale) */
+		for (int i = 0; i < 256; i++)
+			cr_assert(fabsf(y[i] - c) <= fabsf(c) * 2e-3f,
+			          "%s constant %g: elem %d is %g", dtype_name(*t), c, i, y[i]);
+		if (c == 0.0f)
+			for (int i = 0; i < 256; i++)
+				cr_assert(y[i] == 0.0f, "%s zero block: elem %d is %g", dtype_name(*t), i, y[i]);
+	}
+}
+
+/* A NaN or infinity in the input is a bad model file, not a crash: the row
+ * converts (to whatever values) and the rest of the row is unaffected. */
+Test(dtype, k_quants_survive_non_finite_input)
+{
+	enum dtype types[] = { DTYPE_Q4_K, DTYPE_Q6_K };
+	float x[512], y[512];
+	uint8_t q[420];
+	for (int i = 0; i < 512; i++)
+		x[i] = rnd();
+	x[3] = NAN;
+	x[100] = INFINITY;
+	for (int k = 0; k < 2; k++) {
+		cr_assert_eq(dtype_quant_row(types[k], x, q, 512), 0);
+		cr_assert_eq(dtype_dequant_row(types[k], q, y, 512), 0);
+		for (int i = 256; i < 512; i++)
+			cr_assert(fabsf(x[i] - y[i]) < 0.1f, "%s elem %d", dtype_name(types[k]), i);
 	}
 }

@@ -2,7 +2,8 @@
  * that the daemon runs out of the box and tests need no download.
  *
  *   inferd-mkmodel llm --out PATH [--dim N] [--layers N] [--heads N] [--kv-heads N]
- *       [--ffn N] [--vocab N] [--context N] [--dtype f32|f16|q8_0|q4_0]
+ *       [--ffn N] [--vocab N] [--context N]
+ *       [--dtype f32|f16|bf16|q8_0|q4_0|q4_k|q6_k|q4_k_m]
  *       [--tokenizer spm|bpe] [--seed N] [--rope-base F] [--tied] [--name NAME]
  *
  * Weights are deterministic for a seed: tensor T draws from a splitmix64 stream
@@ -12,6 +13,12 @@
  * Box-Muller transform. Scales: token embeddings N(0, 1); linear weights
  * N(0, 1/fan_in) so that activations keep unit scale through the RMS norms;
  * norm weights 1 + N(0, 0.02^2).
+ *
+ * --dtype sets the type of every 2-D weight; 1-D norm weights stay F32.
+ * q4_k_m is the mix of llama.cpp's Q4_K_M files, simplified: Q6_K for
+ * output.weight (token_embd.weight when tied), every attn_v and ffn_down,
+ * Q4_K for the rest (llama.cpp gives Q6_K to only some layers' attn_v and
+ * ffn_down, chosen by layer position).
  *
  * Exit codes: 0 done, 1 I/O or memory error, 2 usage error.
  */
@@ -26,12 +33,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct llm_opts {
 	const char *out, *name;
 	const char *chat_template;   /* tokenizer.chat_template (a Jinja text), or NULL */
 	long dim, layers, heads, kv_heads, ffn, vocab, context;
-	enum dtype dtype;
+	enum dtype dtype;            /* most 2-D weights */
+	enum dtype dtype_hi;         /* attn_v, ffn_down, output: differs for q4_k_m */
+	uint32_t file_type;          /* general.file_type, llama.cpp's llama_ftype */
+	const char *dtype_arg;       /* --dtype as given, for messages */
 	bool bpe, tied;
 	unsigned long long seed;
 	double rope_base;
@@ -107,25 +118,26 @@ static int plan_tensors(struct mk_model *m)
 	m->t = calloc((size_t)o->layers * 9 + 3, sizeof *m->t);
 	if (m->t == NULL)
 		return -ENOMEM;
-	add_t(m, "token_embd.weight", o->dtype, 2, dim, vocab, INIT_EMBED);
+	/* tied: token_embd is also the output matrix and gets its type */
+	add_t(m, "token_embd.weight", o->tied ? o->dtype_hi : o->dtype, 2, dim, vocab, INIT_EMBED);
 	for (long l = 0; l < o->layers; l++) {
-#define BLK(suffix, nd, a, b, init)                                   \
+#define BLK(suffix, type, nd, a, b, init)                             \
 	snprintf(nm, sizeof nm, "blk.%ld." suffix, l);                \
-	add_t(m, nm, o->dtype, nd, a, b, init)
-		BLK("attn_norm.weight", 1, dim, 1, INIT_NORM);
-		BLK("attn_q.weight", 2, dim, dim, INIT_LINEAR);
-		BLK("attn_k.weight", 2, dim, kv_dim, INIT_LINEAR);
-		BLK("attn_v.weight", 2, dim, kv_dim, INIT_LINEAR);
-		BLK("attn_output.weight", 2, dim, dim, INIT_LINEAR);
-		BLK("ffn_norm.weight", 1, dim, 1, INIT_NORM);
-		BLK("ffn_gate.weight", 2, dim, ffn, INIT_LINEAR);
-		BLK("ffn_up.weight", 2, dim, ffn, INIT_LINEAR);
-		BLK("ffn_down.weight", 2, ffn, dim, INIT_LINEAR);
+	add_t(m, nm, type, nd, a, b, init)
+		BLK("attn_norm.weight", DTYPE_F32, 1, dim, 1, INIT_NORM);
+		BLK("attn_q.weight", o->dtype, 2, dim, dim, INIT_LINEAR);
+		BLK("attn_k.weight", o->dtype, 2, dim, kv_dim, INIT_LINEAR);
+		BLK("attn_v.weight", o->dtype_hi, 2, dim, kv_dim, INIT_LINEAR);
+		BLK("attn_output.weight", o->dtype, 2, dim, dim, INIT_LINEAR);
+		BLK("ffn_norm.weight", DTYPE_F32, 1, dim, 1, INIT_NORM);
+		BLK("ffn_gate.weight", o->dtype, 2, dim, ffn, INIT_LINEAR);
+		BLK("ffn_up.weight", o->dtype, 2, dim, ffn, INIT_LINEAR);
+		BLK("ffn_down.weight", o->dtype_hi, 2, ffn, dim, INIT_LINEAR);
 #undef BLK
 	}
-	add_t(m, "output_norm.weight", o->dtype, 1, dim, 1, INIT_NORM);
+	add_t(m, "output_norm.weight", DTYPE_F32, 1, dim, 1, INIT_NORM);
 	if (!o->tied)
-		add_t(m, "output.weight", o->dtype, 2, dim, vocab, INIT_LINEAR);
+		add_t(m, "output.weight", o->dtype_hi, 2, dim, vocab, INIT_LINEAR);
 	return 0;
 }
 
@@ -153,23 +165,13 @@ static int fill_tensor(size_t idx, void *buf, size_t nbytes, void *arg)
 
 /* ---- metadata --------------------------------------------------------------------------- */
 
-static uint32_t file_type(enum dtype t)
-{
-	switch (t) { /* llama.cpp's llama_ftype values */
-	case DTYPE_F16: return 1;
-	case DTYPE_Q4_0: return 2;
-	case DTYPE_Q8_0: return 7;
-	default: return 0;
-	}
-}
-
 static int add_metadata(struct gguf_writer *w, const struct llm_opts *o, const struct mk_vocab *v)
 {
 	int rc = 0;
 	rc |= gguf_writer_add_str(w, "general.architecture", "llama");
 	rc |= gguf_writer_add_str(w, "general.name", o->name);
 	rc |= gguf_writer_add_u32(w, "general.alignment", GGUF_DEFAULT_ALIGNMENT);
-	rc |= gguf_writer_add_u32(w, "general.file_type", file_type(o->dtype));
+	rc |= gguf_writer_add_u32(w, "general.file_type", o->file_type);
 	rc |= gguf_writer_add_u32(w, "llama.context_length", (uint32_t)o->context);
 	rc |= gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)o->dim);
 	rc |= gguf_writer_add_u32(w, "llama.block_count", (uint32_t)o->layers);
@@ -249,15 +251,19 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: inferd-mkmodel llm --out PATH [--dim N] [--layers N] [--heads N]\n"
 	        "           [--kv-heads N] [--ffn N] [--vocab N] [--context N]\n"
-	        "           [--dtype f32|f16|q8_0|q4_0] [--tokenizer spm|bpe] [--seed N]\n"
-	        "           [--rope-base F] [--tied] [--name NAME] [--chat-template TEXT]\n"
+	        "           [--dtype f32|f16|bf16|q8_0|q4_0|q4_k|q6_k|q4_k_m]\n"
+	        "           [--tokenizer spm|bpe] [--seed N] [--rope-base F] [--tied]\n"
+	        "           [--name NAME] [--chat-template TEXT]\n"
 	        "       inferd-mkmodel diffusion --out DIR [--seed N] [--size tiny|small]\n"
 	        "           [--dtype f32|f16]\n"
 	        "Writes a small llama-architecture GGUF v3 model with random weights\n"
 	        "(deterministic for a seed). Defaults: --dim 64 --layers 2 --heads 4\n"
 	        "--kv-heads = heads --ffn 192 --vocab 512 --context 256 --dtype f32\n"
 	        "--tokenizer spm --seed 1 --rope-base 10000. --chat-template writes\n"
-	        "tokenizer.chat_template (the daemon recognises the family by its markers).\n");
+	        "tokenizer.chat_template (the daemon recognises the family by its markers).\n"
+	        "--dtype types the 2-D weights (norms stay f32); q4_k_m: q6_k for output,\n"
+	        "attn_v and ffn_down, q4_k for the rest. q4_0/q8_0 need --dim and --ffn\n"
+	        "multiples of 32, the k-quants (q4_k, q6_k, q4_k_m) multiples of 256.\n");
 }
 
 static int bad(const char *fmt, const char *a)
@@ -297,15 +303,51 @@ static int check_llm(const struct llm_opts *o)
 		         o->kv_heads);
 		return bad("%s", msg);
 	}
-	int64_t blk = dtype_block_elems(o->dtype);
-	if (o->dim % blk != 0 || o->ffn % blk != 0) {
-		snprintf(msg, sizeof msg, "--dtype %s needs --dim and --ffn multiples of %lld",
-		         dtype_name(o->dtype), (long long)blk);
-		return bad("%s", msg);
+	/* a 2-D tensor's rows (ne[0], --dim or --ffn) are whole blocks of its type:
+	 * --dim for every matrix but ffn_down, --ffn for ffn_down (see plan_tensors) */
+	const struct { long n; const char *opt; enum dtype t; } rows[] = {
+		{ o->dim, "--dim", o->dtype }, { o->dim, "--dim", o->dtype_hi },
+		{ o->ffn, "--ffn", o->dtype_hi },
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		int64_t blk = dtype_block_elems(rows[i].t);
+		if (rows[i].n % blk != 0) {
+			snprintf(msg, sizeof msg, "--dtype %s needs %s (%ld) a multiple of %lld",
+			         o->dtype_arg, rows[i].opt, rows[i].n, (long long)blk);
+			return bad("%s", msg);
+		}
 	}
 	if (!(o->rope_base > 0.0) || !isfinite(o->rope_base))
 		return bad("%s", "--rope-base must be a positive number");
 	return 0;
+}
+
+/* --dtype values: tensor types and llama.cpp's LLAMA_FTYPE_* for general.file_type
+ * (ALL_F32 0, MOSTLY_F16 1, Q4_0 2, Q8_0 7, Q4_K_S 14, Q4_K_M 15, Q6_K 18, BF16 32;
+ * a file of Q4_K only is what llama.cpp calls Q4_K_S, less its few Q5_K tensors). */
+static const struct llm_dtype {
+	const char *name;
+	enum dtype type, type_hi;
+	uint32_t ftype;
+} llm_dtypes[] = {
+	{ "f32", DTYPE_F32, DTYPE_F32, 0 },     { "f16", DTYPE_F16, DTYPE_F16, 1 },
+	{ "bf16", DTYPE_BF16, DTYPE_BF16, 32 }, { "q8_0", DTYPE_Q8_0, DTYPE_Q8_0, 7 },
+	{ "q4_0", DTYPE_Q4_0, DTYPE_Q4_0, 2 },  { "q4_k", DTYPE_Q4_K, DTYPE_Q4_K, 14 },
+	{ "q6_k", DTYPE_Q6_K, DTYPE_Q6_K, 18 }, { "q4_k_m", DTYPE_Q4_K, DTYPE_Q6_K, 15 },
+};
+
+static int set_dtype(struct llm_opts *o, const char *s)
+{
+	for (size_t i = 0; i < sizeof llm_dtypes / sizeof llm_dtypes[0]; i++) {
+		if (strcasecmp(s, llm_dtypes[i].name) == 0) {
+			o->dtype = llm_dtypes[i].type;
+			o->dtype_hi = llm_dtypes[i].type_hi;
+			o->file_type = llm_dtypes[i].ftype;
+			o->dtype_arg = llm_dtypes[i].name;
+			return 0;
+		}
+	}
+	return -EINVAL;
 }
 
 static const char *opt_name(const struct option *lopts, int c)
@@ -332,7 +374,8 @@ int main(int argc, char **argv)
 	struct llm_opts o = {
 		.name = "inferd-mkmodel random llama", .dim = 64, .layers = 2, .heads = 4,
 		.kv_heads = -1, .ffn = 192, .vocab = 512, .context = 256, .dtype = DTYPE_F32,
-		.seed = 1, .rope_base = 10000.0,
+		.dtype_hi = DTYPE_F32, .file_type = 0, .dtype_arg = "f32", .seed = 1,
+		.rope_base = 10000.0,
 	};
 
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -365,10 +408,9 @@ int main(int argc, char **argv)
 		case 'y': o.tied = true; break;
 		case 'h': usage(stdout); return 0;
 		case 't':
-			if (dtype_from_name(optarg, &o.dtype) < 0 ||
-			    (o.dtype != DTYPE_F32 && o.dtype != DTYPE_F16 && o.dtype != DTYPE_Q8_0 &&
-			     o.dtype != DTYPE_Q4_0))
-				return bad("--dtype: '%s' is not one of f32, f16, q8_0, q4_0", optarg);
+			if (set_dtype(&o, optarg) < 0)
+				return bad("--dtype: '%s' is not one of f32, f16, bf16, q8_0, q4_0, q4_k, "
+				           "q6_k, q4_k_m", optarg);
 			break;
 		case 'T':
 			if (strcmp(optarg, "spm") != 0 && strcmp(optarg, "bpe") != 0)

@@ -1,7 +1,9 @@
 /* Tests of inferd-mkmodel (path in $INFERD_MKMODEL): its files open with the
  * reader and carry the expected metadata, tokenizer and tensors for every
- * dtype and both tokenizers; output is deterministic per seed; quantized
- * files hold the quantized weights of the f32 file; bad usage exits 2. */
+ * dtype (q4_k_m: its mix of Q4_K and Q6_K) and both tokenizers; output is
+ * deterministic per seed; quantized files hold the quantized weights of the
+ * f32 file; bad usage (a row that is not whole blocks of its tensor's type)
+ * exits 2. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
@@ -72,17 +74,27 @@ struct mk_case {
 	char dtype[8];
 	char tokenizer[8];
 	bool tied;
-	enum dtype want_type;
-	uint32_t want_ftype;
+	enum dtype want_type;  /* most 2-D weights */
+	enum dtype want_hi;    /* attn_v, ffn_down, output (token_embd when tied) */
+	uint32_t want_ftype;   /* llama.cpp's LLAMA_FTYPE_* */
 };
 
 ParameterizedTestParameters(mkmodel, writes_a_valid_llama_file)
 {
 	static struct mk_case cases[] = {
-		{ "f32", "spm", false, DTYPE_F32, 0 },  { "f16", "spm", false, DTYPE_F16, 1 },
-		{ "q8_0", "spm", false, DTYPE_Q8_0, 7 }, { "q4_0", "spm", true, DTYPE_Q4_0, 2 },
-		{ "f32", "bpe", true, DTYPE_F32, 0 },   { "f16", "bpe", false, DTYPE_F16, 1 },
-		{ "q8_0", "bpe", false, DTYPE_Q8_0, 7 }, { "q4_0", "bpe", false, DTYPE_Q4_0, 2 },
+		{ "f32", "spm", false, DTYPE_F32, DTYPE_F32, 0 },
+		{ "f16", "spm", false, DTYPE_F16, DTYPE_F16, 1 },
+		{ "q8_0", "spm", false, DTYPE_Q8_0, DTYPE_Q8_0, 7 },
+		{ "q4_0", "spm", true, DTYPE_Q4_0, DTYPE_Q4_0, 2 },
+		{ "f32", "bpe", true, DTYPE_F32, DTYPE_F32, 0 },
+		{ "f16", "bpe", false, DTYPE_F16, DTYPE_F16, 1 },
+		{ "q8_0", "bpe", false, DTYPE_Q8_0, DTYPE_Q8_0, 7 },
+		{ "q4_0", "bpe", false, DTYPE_Q4_0, DTYPE_Q4_0, 2 },
+		{ "bf16", "spm", false, DTYPE_BF16, DTYPE_BF16, 32 },
+		{ "q4_k", "spm", false, DTYPE_Q4_K, DTYPE_Q4_K, 14 },
+		{ "q6_k", "bpe", true, DTYPE_Q6_K, DTYPE_Q6_K, 18 },
+		{ "q4_k_m", "spm", false, DTYPE_Q4_K, DTYPE_Q6_K, 15 },
+		{ "q4_k_m", "bpe", true, DTYPE_Q4_K, DTYPE_Q6_K, 15 },
 	};
 	return cr_make_param_array(struct mk_case, cases, sizeof cases / sizeof cases[0]);
 }
@@ -206,10 +218,13 @@ ParameterizedTest(struct mk_case *c, mkmodel, writes_a_valid_llama_file, .init =
 	char out[256], err[512], errfile[256];
 	path_in_tmp(out, sizeof out, "m.gguf");
 	path_in_tmp(errfile, sizeof errfile, "stderr.txt");
+	/* the k-quants' blocks are 256 elements: rows (--dim, --ffn) of 256 and 512 */
+	bool k = dtype_block_elems(c->want_type) == 256;
+	int dim = k ? 256 : 64, ffn = k ? 512 : 96, kv = dim / 2;
 	const char *args[] = { "llm", "--out", out, "--dtype", c->dtype, "--tokenizer", c->tokenizer,
-	                       "--dim", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2",
-	                       "--ffn", "96", "--vocab", "400", "--context", "128", "--seed", "7",
-	                       c->tied ? "--tied" : NULL, NULL };
+	                       "--dim", k ? "256" : "64", "--layers", "2", "--heads", "4",
+	                       "--kv-heads", "2", "--ffn", k ? "512" : "96", "--vocab", "400",
+	                       "--context", "128", "--seed", "7", c->tied ? "--tied" : NULL, NULL };
 	int st = mkmodel(errfile, args);
 	cr_assert_eq(st, 0, "inferd-mkmodel failed with %d (see %s)", st, errfile);
 	struct gguf *g;
@@ -223,43 +238,43 @@ ParameterizedTest(struct mk_case *c, mkmodel, writes_a_valid_llama_file, .init =
 	check_u32(g, "general.alignment", 32);
 	check_u32(g, "general.file_type", c->want_ftype);
 	check_u32(g, "llama.context_length", 128);
-	check_u32(g, "llama.embedding_length", 64);
+	check_u32(g, "llama.embedding_length", (uint32_t)dim);
 	check_u32(g, "llama.block_count", 2);
-	check_u32(g, "llama.feed_forward_length", 96);
+	check_u32(g, "llama.feed_forward_length", (uint32_t)ffn);
 	check_u32(g, "llama.attention.head_count", 4);
 	check_u32(g, "llama.attention.head_count_kv", 2);
-	check_u32(g, "llama.rope.dimension_count", 16);
+	check_u32(g, "llama.rope.dimension_count", (uint32_t)dim / 4);
 	cr_assert_eq(gguf_get_f32(g, "llama.rope.freq_base", &f), 0);
 	cr_assert_eq(f, 10000.0f);
 	cr_assert_eq(gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &f), 0);
 	cr_assert_float_eq(f, 1e-5f, 1e-9f);
 	check_tokenizer(g, strcmp(c->tokenizer, "bpe") == 0, 400);
 
-	enum dtype w = c->want_type;
+	enum dtype w = c->want_type, hi = c->want_hi;
 	cr_assert_eq(gguf_n_tensors(g), 2 + 9 * 2 + (c->tied ? 0 : 1));
-	check_tensor(g, "token_embd.weight", w, 64, 400);
-	check_tensor(g, "output_norm.weight", DTYPE_F32, 64, 0);
+	check_tensor(g, "token_embd.weight", c->tied ? hi : w, dim, 400);
+	check_tensor(g, "output_norm.weight", DTYPE_F32, dim, 0);
 	if (c->tied)
 		cr_assert_null(gguf_get_tensor(g, "output.weight"));
 	else
-		check_tensor(g, "output.weight", w, 64, 400);
+		check_tensor(g, "output.weight", hi, dim, 400);
 	for (int l = 0; l < 2; l++) {
 		char nm[64];
 #define T(suffix, type, a, b) \
 	snprintf(nm, sizeof nm, "blk.%d." suffix, l); check_tensor(g, nm, type, a, b)
-		T("attn_norm.weight", DTYPE_F32, 64, 0);
-		T("attn_q.weight", w, 64, 64);
-		T("attn_k.weight", w, 64, 32);
-		T("attn_v.weight", w, 64, 32);
-		T("attn_output.weight", w, 64, 64);
-		T("ffn_norm.weight", DTYPE_F32, 64, 0);
-		T("ffn_gate.weight", w, 64, 96);
-		T("ffn_up.weight", w, 64, 96);
-		T("ffn_down.weight", w, 96, 64);
+		T("attn_norm.weight", DTYPE_F32, dim, 0);
+		T("attn_q.weight", w, dim, dim);
+		T("attn_k.weight", w, dim, kv);
+		T("attn_v.weight", hi, dim, kv);
+		T("attn_output.weight", w, dim, dim);
+		T("ffn_norm.weight", DTYPE_F32, dim, 0);
+		T("ffn_gate.weight", w, dim, ffn);
+		T("ffn_up.weight", w, dim, ffn);
+		T("ffn_down.weight", hi, ffn, dim);
 #undef T
 	}
 	const struct gguf_tensor_info *norm = gguf_get_tensor(g, "blk.1.ffn_norm.weight");
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < dim; i++) {
 		float v;
 		memcpy(&v, (const float *)norm->data + i, 4);
 		cr_assert(v > 0.8f && v < 1.2f, "norm weight %d = %g is not near 1", i, v);
@@ -316,43 +331,64 @@ static float *dequant(const struct gguf *g, const char *name, int64_t *n)
 	return y;
 }
 
+/* Relative rms error of each type's quantization of N(0, 1/fan_in) weights;
+ * the bounds leave 2x or more over the values measured (in brackets). The k-quants need
+ * rows of 256: the models are --dim 256 --ffn 512. q4_k_m stores ffn_down as
+ * q6_k and ffn_up as q4_k. */
 Test(mkmodel, quantized_files_hold_the_f32_weights_quantized, .init = setup, .fini = teardown,
      .timeout = 60)
 {
-	static const struct { const char *dtype; float rel; } q[] = {
-		{ "f16", 1e-3f }, { "q8_0", 0.02f }, { "q4_0", 0.2f },
+	static const struct { const char *dtype, *tensor; float rel; } q[] = {
+		{ "f16", "blk.0.ffn_down.weight", 1e-3f },    /* [2.1e-4] */
+		{ "bf16", "blk.0.ffn_down.weight", 5e-3f },   /* [1.7e-3] */
+		{ "q8_0", "blk.0.ffn_down.weight", 0.02f },   /* [5.4e-3] */
+		{ "q4_0", "blk.0.ffn_down.weight", 0.2f },    /* [0.086] */
+		{ "q6_k", "blk.0.ffn_down.weight", 0.04f },   /* [0.019] */
+		{ "q4_k", "blk.0.ffn_down.weight", 0.15f },   /* [0.072] */
+		{ "q4_k_m", "blk.0.ffn_down.weight", 0.04f }, /* q6_k [0.019] */
+		{ "q4_k_m", "blk.0.ffn_up.weight", 0.15f },   /* q4_k [0.072] */
 	};
+	const char *tensors[] = { "blk.0.ffn_down.weight", "blk.0.ffn_up.weight" };
 	char ref[256], err[512];
 	path_in_tmp(ref, sizeof ref, "f32.gguf");
-	const char *args[] = { "llm", "--out", ref, "--seed", "5", NULL };
+	const char *args[] = { "llm", "--out", ref, "--seed", "5", "--dim", "256", "--ffn", "512",
+	                       NULL };
 	cr_assert_eq(mkmodel(NULL, args), 0);
 	struct gguf *gr;
 	cr_assert_eq(gguf_open(ref, &gr, err, sizeof err), 0, "%s", err);
-	int64_t n, m;
-	float *x = dequant(gr, "blk.0.ffn_down.weight", &n);
-	double ss = 0;
-	for (int64_t i = 0; i < n; i++)
-		ss += (double)x[i] * x[i];
-	double sd = sqrt(ss / (double)n);
-	cr_assert(sd > 0.05 && sd < 0.1, "ffn_down std %g, expected 1/sqrt(192)", sd);
+	int64_t n[2], m;
+	float *x[2];
+	double ss[2];
+	for (int t = 0; t < 2; t++) {
+		x[t] = dequant(gr, tensors[t], &n[t]);
+		ss[t] = 0;
+		for (int64_t i = 0; i < n[t]; i++)
+			ss[t] += (double)x[t][i] * x[t][i];
+	}
+	double sd = sqrt(ss[0] / (double)n[0]);
+	cr_assert(sd > 0.035 && sd < 0.055, "ffn_down std %g, expected 1/sqrt(512)", sd);
 	for (size_t k = 0; k < sizeof q / sizeof q[0]; k++) {
 		char out[256];
 		struct gguf *g;
+		int t = strcmp(q[k].tensor, tensors[0]) == 0 ? 0 : 1;
 		path_in_tmp(out, sizeof out, q[k].dtype);
-		const char *a2[] = { "llm", "--out", out, "--seed", "5", "--dtype", q[k].dtype, NULL };
+		const char *a2[] = { "llm", "--out", out, "--seed", "5", "--dim", "256", "--ffn", "512",
+		                     "--dtype", q[k].dtype, NULL };
 		cr_assert_eq(mkmodel(NULL, a2), 0);
 		cr_assert_eq(gguf_open(out, &g, err, sizeof err), 0, "%s", err);
-		float *y = dequant(g, "blk.0.ffn_down.weight", &m);
-		cr_assert_eq(m, n);
+		float *y = dequant(g, q[k].tensor, &m);
+		cr_assert_eq(m, n[t]);
 		double es = 0;
-		for (int64_t i = 0; i < n; i++)
-			es += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
-		double rel = sqrt(es / ss);
-		cr_assert(rel < q[k].rel, "%s: relative error %g", q[k].dtype, rel);
+		for (int64_t i = 0; i < m; i++)
+			es += ((double)x[t][i] - y[i]) * ((double)x[t][i] - y[i]);
+		double rel = sqrt(es / ss[t]);
+		cr_log_info("%s %s: relative rms error %.3g", q[k].dtype, q[k].tensor, rel);
+		cr_assert(rel < q[k].rel, "%s %s: relative error %g", q[k].dtype, q[k].tensor, rel);
 		free(y);
 		gguf_free(g);
 	}
-	free(x);
+	free(x[0]);
+	free(x[1]);
 	gguf_free(gr);
 }
 
@@ -364,12 +400,15 @@ Test(mkmodel, bad_usage_exits_2_and_io_errors_exit_1, .init = setup, .fini = tea
 	char out[256], errfile[256];
 	path_in_tmp(out, sizeof out, "x.gguf");
 	path_in_tmp(errfile, sizeof errfile, "err.txt");
-	const char *cases[][12] = {
+	const char *cases[][12] = { /* each a usage error */
 		{ "llm", NULL },
 		{ "llm", "--out", out, "--dtype", "q5_k", NULL },
 		{ "llm", "--out", out, "--dim", "60", "--heads", "8", NULL },
 		{ "llm", "--out", out, "--heads", "4", "--kv-heads", "3", NULL },
 		{ "llm", "--out", out, "--dtype", "q8_0", "--dim", "48", "--heads", "4", NULL },
+		{ "llm", "--out", out, "--dtype", "q4_k", NULL }, /* --dim 64: not whole blocks */
+		/* q4_k_m: ffn_down (rows of --ffn) is q6_k, so --ffn 128 is not whole blocks */
+		{ "llm", "--out", out, "--dtype", "q4_k_m", "--dim", "256", "--ffn", "128", NULL },
 		{ "llm", "--out", out, "--vocab", "10", NULL },
 		{ "llm", "--out", out, "--layers", "abc", NULL },
 		{ "llm", "--out", out, "--tokenizer", "wordpiece", NULL },

@@ -16,8 +16,11 @@ checks a generated model:
     has the documented scales (embeddings ~N(0,1), linear ~N(0,1/fan_in),
     norms near 1).
 
-usage: gguf_check.py --mkmodel PATH --dump PATH [--dtype f32|f16|q8_0|q4_0]
+usage: gguf_check.py --mkmodel PATH --dump PATH
+                     [--dtype f32|f16|bf16|q8_0|q4_0|q4_k|q6_k|q4_k_m]
                      [--tokenizer spm|bpe] [--keep DIR]
+The k-quant dtypes (q4_k, q6_k, q4_k_m) are checked on a model with --dim 256
+--ffn 512 (their blocks are 256 elements), the others with --dim 64 --ffn 96.
 Exit status 0 when every check passes, 1 otherwise.
 """
 import argparse
@@ -37,6 +40,18 @@ SCALAR = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i", F32: "
           BOOL: "<?", U64: "<Q", I64: "<q", F64: "<d"}
 
 OPTS = dict(dim=64, layers=2, heads=4, kv_heads=2, ffn=96, vocab=400, context=128, seed=11)
+K_QUANTS = ("q4_k", "q6_k", "q4_k_m")
+# --dtype -> (type of most 2-D weights, type of attn_v / ffn_down / output, general.file_type
+# = llama.cpp's LLAMA_FTYPE_*); q4_k_m is llama.cpp's Q4_K_M mix as mkmodel simplifies it
+DTYPES = {"f32": (0, 0, 0), "f16": (1, 1, 1), "bf16": (30, 30, 32), "q8_0": (8, 8, 7),
+          "q4_0": (2, 2, 2), "q4_k": (12, 12, 14), "q6_k": (14, 14, 18),
+          "q4_k_m": (12, 14, 15)}
+
+
+def set_opts(dtype):
+    """The model size checked for dtype (k-quants need rows of 256)."""
+    if dtype in K_QUANTS:
+        OPTS.update(dim=256, ffn=512)
 
 
 class Reader:
@@ -101,7 +116,52 @@ def parse_gguf(path):
 
 # ---- numpy dequantization, from the block layouts ---------------------------------------
 
-BLOCK = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34)}
+BLOCK = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34), 12: (256, 144), 14: (256, 210),
+         30: (1, 2)}
+
+
+def f16(raw):
+    return raw.copy().view("<f2").astype(np.float32)
+
+
+def dequant_q4_k(raw):
+    """Q4_K: f16 d, f16 dmin, u8 scales[12], u8 qs[128] per 256 elements: 8 sub-blocks
+    of 32 with 6-bit scale sc and min m, x = d*sc*q - dmin*m. Sub-block j < 4: sc and
+    m in the low 6 bits of scales[j] and scales[j+4]; j >= 4: low 4 bits in the
+    nibbles of scales[j+4], top 2 bits in the top bits of scales[j-4] (sc) and
+    scales[j] (m). Sub-blocks 2k and 2k+1: low and high nibbles of qs[32k..32k+31]."""
+    b = raw.reshape(-1, 144)
+    d, dmin = f16(b[:, 0:2]), f16(b[:, 2:4])
+    s = b[:, 4:16].astype(np.int32)
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)], axis=1)
+    m = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
+    qs = b[:, 16:].reshape(-1, 4, 1, 32)
+    q = np.concatenate([qs & 15, qs >> 4], axis=2).reshape(-1, 8, 32).astype(np.float32)
+    # float32 in the C reader's order: (d*sc)*q - dmin*m
+    dsc = (d * sc.astype(np.float32))[:, :, None]
+    mm = (dmin * m.astype(np.float32))[:, :, None]
+    return (dsc * q - mm).reshape(-1)
+
+
+def dequant_q6_k(raw):
+    """Q6_K: u8 ql[128], u8 qh[64], i8 scales[16], f16 d per 256 elements; x = d*sc*(q-32),
+    sc per 16 elements. Per half (128 elements: ql[64], qh[32]), element 32*quarter + l
+    (l < 32) has low 4 bits from ql[l + 32*(quarter & 1)] (low nibble for quarters 0, 1,
+    high for 2, 3) and high 2 bits from bits 2*quarter of qh[l]."""
+    b = raw.reshape(-1, 210)
+    d = f16(b[:, 208:210])
+    sc = b[:, 192:208].view(np.int8).astype(np.float32)
+    halves = []
+    for h in range(2):
+        ql = b[:, 64 * h:64 * h + 64].astype(np.int32)
+        qh = b[:, 128 + 32 * h:128 + 32 * h + 32].astype(np.int32)
+        quarters = [(ql[:, 0:32] & 15) | (((qh >> 0) & 3) << 4),
+                    (ql[:, 32:64] & 15) | (((qh >> 2) & 3) << 4),
+                    (ql[:, 0:32] >> 4) | (((qh >> 4) & 3) << 4),
+                    (ql[:, 32:64] >> 4) | (((qh >> 6) & 3) << 4)]
+        halves += quarters
+    q = (np.concatenate(halves, axis=1) - 32).astype(np.float32)
+    return ((d * np.repeat(sc, 16, axis=1)) * q).reshape(-1)
 
 
 def tensor_bytes(info):
@@ -120,6 +180,12 @@ def dequant(g, name):
         y = raw.view("<f4").astype(np.float32)
     elif t == 1:
         y = raw.view("<f2").astype(np.float32)
+    elif t == 30:  # BF16: the top half of an f32
+        y = (raw.view("<u2").astype(np.uint32) << 16).view("<f4")
+    elif t == 12:
+        y = dequant_q4_k(raw)
+    elif t == 14:
+        y = dequant_q6_k(raw)
     elif t == 8:  # Q8_0: f16 d, int8 q[32]; x = d * q
         blocks = raw.reshape(-1, 34)
         d = blocks[:, :2].copy().view("<f2").astype(np.float32)
@@ -165,7 +231,7 @@ class Checker:
 def check_metadata(c, g, dtype, tokenizer):
     kv = g["kv"]
     o = OPTS
-    ftype = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}[dtype]
+    ftype = DTYPES[dtype][2]
     want = {
         "general.architecture": "llama",
         "general.alignment": 32,
@@ -239,22 +305,22 @@ def check_metadata(c, g, dtype, tokenizer):
 
 def expected_tensors(dtype):
     o = OPTS
-    qt = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2}[dtype]
+    qt, hi = DTYPES[dtype][:2]
     dim, ffn, vocab = o["dim"], o["ffn"], o["vocab"]
     kv_dim = dim // o["heads"] * o["kv_heads"]
     t = {"token_embd.weight": ([dim, vocab], qt), "output_norm.weight": ([dim], 0),
-         "output.weight": ([dim, vocab], qt)}
+         "output.weight": ([dim, vocab], hi)}
     for l in range(o["layers"]):
         p = "blk.%d." % l
         t[p + "attn_norm.weight"] = ([dim], 0)
         t[p + "attn_q.weight"] = ([dim, dim], qt)
         t[p + "attn_k.weight"] = ([dim, kv_dim], qt)
-        t[p + "attn_v.weight"] = ([dim, kv_dim], qt)
+        t[p + "attn_v.weight"] = ([dim, kv_dim], hi)
         t[p + "attn_output.weight"] = ([dim, dim], qt)
         t[p + "ffn_norm.weight"] = ([dim], 0)
         t[p + "ffn_gate.weight"] = ([dim, ffn], qt)
         t[p + "ffn_up.weight"] = ([dim, ffn], qt)
-        t[p + "ffn_down.weight"] = ([ffn, dim], qt)
+        t[p + "ffn_down.weight"] = ([ffn, dim], hi)
     return t
 
 
@@ -290,6 +356,22 @@ def check_tensors(c, g, ref, dtype, dump, path):
             ok = np.all(err == 0)
         elif ttype == 1:
             ok = np.all(err <= np.abs(x.reshape(-1)) * 2.0 ** -11 + 2.0 ** -25)
+        elif ttype == 30:  # round to nearest, 8 significant bits
+            ok = np.all(err <= np.abs(x.reshape(-1)) * 2.0 ** -8)
+        elif ttype in (12, 14):
+            # per super-block of 256. q4_k: 0.12 of its range (max(x,0) - min(x,0)):
+            # the least-squares fit may clip an outlier, but its squared error is at
+            # most plain rounding's, 32 (step/2)^2, so one element is off by at most
+            # 1.41 steps (step = range/15), plus the 6-bit scale and min rounding
+            # (~0.12 step, ~0.008 range); measured up to 0.069. q6_k: 1.15 steps of
+            # max|x| / 32 (clamp at +31, int8 scale)
+            xb = x.astype(np.float64).reshape(-1, 256)
+            if ttype == 12:
+                rng = np.maximum(xb.max(axis=1), 0) - np.minimum(xb.min(axis=1), 0)
+                tol = 0.12 * rng
+            else:
+                tol = 1.15 * np.abs(xb).max(axis=1) / 32.0
+            ok = np.all(err.reshape(-1, 256) <= tol[:, None] + 1e-12)
         else:
             d = np.repeat(block_scales(g, name), 32)
             # q8_0: half a step plus the f16 rounding of d over 127 steps;
@@ -313,10 +395,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mkmodel", required=True)
     ap.add_argument("--dump", required=True)
-    ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "q8_0", "q4_0"])
+    ap.add_argument("--dtype", default="f32", choices=list(DTYPES))
     ap.add_argument("--tokenizer", default="spm", choices=["spm", "bpe"])
     ap.add_argument("--keep", help="write the models here and keep them")
     a = ap.parse_args()
+    set_opts(a.dtype)
 
     tmp = a.keep or tempfile.mkdtemp(prefix="inferd-gguf-check-")
     try:

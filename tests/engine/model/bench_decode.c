@@ -9,8 +9,14 @@
  * ffn 2816, vocab 32000) is generated with inferd-mkmodel into a temporary
  * folder for each dtype and removed afterwards.
  *
+ * Weight bytes per token are the sizes of the weight matrices as loaded (one
+ * row of token_embd, every other matrix whole; a mixed file such as q4_k_m
+ * counts each tensor at its own type), checked against the GGUF's own tensor
+ * sizes.
+ *
  * Environment: INFERD_MKMODEL (required), INFERD_BENCH_DTYPES (default
- * "f32,q8_0,q4_0"), INFERD_BENCH_LAYERS (default 12), OMP_NUM_THREADS.
+ * "f32,q8_0,q4_0"; any inferd-mkmodel --dtype: f32, f16, bf16, q8_0, q4_0,
+ * q4_k, q6_k, q4_k_m), INFERD_BENCH_LAYERS (default 12), OMP_NUM_THREADS.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -142,6 +148,34 @@ static double sgemm_gflops(void)
 
 /* ---- one model -------------------------------------------------------------------------- */
 
+/* Bytes of the matrices a decode step reads, from the file's tensor infos:
+ * one row of token_embd (all of it when tied, as the output matrix), every
+ * other 2-D tensor whole; 1-D norms are not counted (nor by the model).
+ * Writes the 2-D tensors' types and counts to mix ("Q4_K x134 Q6_K x25"). */
+static uint64_t file_token_bytes(const struct gguf *g, char *mix, size_t len)
+{
+	int count[DTYPE_COUNT] = { 0 };
+	uint64_t n = 0;
+	bool tied = gguf_get_tensor(g, "output.weight") == NULL;
+	for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor_info *t = gguf_tensor(g, i);
+		if (t->n_dims != 2)
+			continue;
+		count[t->type]++;
+		if (strcmp(t->name, "token_embd.weight") == 0)
+			n += t->nbytes / (uint64_t)t->ne[1] + (tied ? t->nbytes : 0);
+		else
+			n += t->nbytes;
+	}
+	size_t o = 0;
+	mix[0] = 0;
+	for (int k = 0; k < DTYPE_COUNT && o < len; k++)
+		if (count[k])
+			o += (size_t)snprintf(mix + o, len - o, "%s%s x%d", o ? " " : "", dtype_name(k),
+			                      count[k]);
+	return n;
+}
+
 struct run {
 	struct gguf *g;
 	struct backend b;
@@ -252,11 +286,16 @@ static int bench_model(const char *path, const char *dtype, double bw, double rb
 	for (int i = 0; i < PROMPT; i++)
 		r.tok[i] = 3 + (int32_t)((i * 7919u) % (unsigned)(hp->n_vocab - 3));
 
+	char mix[128];
+	uint64_t fbytes = file_token_bytes(r.g, mix, sizeof mix);
 	double wbytes = (double)llama_model_weight_bytes(r.m);
 	double params = (double)llama_model_n_params(r.m);
 	double mem_bound = bw / wbytes, flop_bound = gflops * 1e9 / (2.0 * params);
-	printf("%s: %.1fM params, %.1f MB of weights per token\n", dtype, params * 1e-6,
-	       wbytes * 1e-6);
+	printf("%s: %.1fM params, %.1f MB of weights per token (%s)\n", dtype, params * 1e-6,
+	       wbytes * 1e-6, mix);
+	if ((uint64_t)wbytes != fbytes)
+		printf("  note: the model reads %.1f MB per token, the file's tensors hold %.1f MB\n",
+		       wbytes * 1e-6, (double)fbytes * 1e-6);
 	double d1 = decode_rate(&r, 1, 2.0);
 	printf("  decode  B=1 : %8.2f tok/s   compute bound %7.2f tok/s   ratio %.2f\n", d1,
 	       flop_bound, d1 / flop_bound);

@@ -90,6 +90,7 @@ static void fini(void)
 struct dt_case {
 	char dtype[8];
 	double tol;  /* max abs logit difference allowed */
+	bool k;      /* a k-quant: blocks of 256, the model is --dim 256 --ffn 512 */
 };
 
 /* f32: rounding only (measured 1.7e-6 at |logit| ~4). f16 weights: the kernels
@@ -98,11 +99,17 @@ struct dt_case {
  * exactly but keeps activations in float64, while the engine multiplies
  * activations quantized to Q8_0 (as llama.cpp does, ~0.4% relative error per
  * element, compounding over layers): measured 0.048 (q8_0) and 0.046 (q4_0) at
- * |logit| ~4.4 over 24 x 512 logits; the tolerance 0.15 leaves 3x headroom. */
+ * |logit| ~4.4 over 24 x 512 logits; the tolerance 0.15 leaves 3x headroom.
+ * bf16 weights convert to f32 exactly, like f16 (measured 9.2e-7). The
+ * k-quants (models of dim 256, ffn 512: rows of whole 256-element blocks) dot
+ * their weights against activations quantized to Q8_K: measured 0.068 (q4_k),
+ * 0.071 (q6_k) and 0.065 (q4_k_m) at |logit| ~5; 0.2 leaves 3x headroom. */
 ParameterizedTestParameters(llama_ref, logits)
 {
 	static struct dt_case cases[] = {
-		{ "f32", 1e-3 }, { "f16", 2e-3 }, { "q8_0", 0.15 }, { "q4_0", 0.15 },
+		{ "f32", 1e-3, false }, { "f16", 2e-3, false }, { "q8_0", 0.15, false },
+		{ "q4_0", 0.15, false }, { "bf16", 2e-3, false }, { "q4_k", 0.2, true },
+		{ "q6_k", 0.2, true },   { "q4_k_m", 0.2, true },
 	};
 	return cr_make_param_array(struct dt_case, cases, sizeof cases / sizeof cases[0]);
 }
@@ -111,8 +118,8 @@ ParameterizedTest(struct dt_case *c, llama_ref, logits, .fini = fini)
 {
 	char path[512], args[200], name[64];
 	snprintf(name, sizeof name, "gen-%s.gguf", c->dtype);
-	snprintf(args, sizeof args, "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 "
-	         "--vocab 512 --dtype %s --seed 3", c->dtype);
+	snprintf(args, sizeof args, "--dim %d --layers 2 --heads 4 --kv-heads 2 --ffn %d "
+	         "--vocab 512 --dtype %s --seed 3", c->k ? 256 : 64, c->k ? 512 : 128, c->dtype);
 	cr_assert_eq(mkmodel(name, args, path, sizeof path), 0);
 	int32_t toks[24];
 	prompt(toks, 24, 512, 7);
@@ -148,6 +155,19 @@ Test(llama_ref, greedy_64_f32, .fini = fini)
 	int32_t toks[5];
 	prompt(toks, 5, 512, 3);
 	greedy_equal(path, toks, 5, 64, 1e-3);
+}
+
+/* Q4_K_M greedy: the logits differ from the reference by up to ~0.07 (see
+ * llama_ref.logits), so the engine may take the other token only where the
+ * reference's top two are closer than twice that; tie 0.2. */
+Test(llama_ref, greedy_q4_k_m, .fini = fini)
+{
+	char path[512];
+	cr_assert_eq(mkmodel("greedy-q4km.gguf", "--dim 256 --layers 2 --heads 4 --kv-heads 2 "
+	                     "--ffn 512 --vocab 512 --dtype q4_k_m --seed 9", path, sizeof path), 0);
+	int32_t toks[5];
+	prompt(toks, 5, 512, 3);
+	greedy_equal(path, toks, 5, 32, 0.2);
 }
 
 /* ---- qwen2: biases, neox rope ------------------------------------------------------------ */

@@ -17,7 +17,9 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "activation.h"
 #include "auth.h"
 #include "http-internal.h"
 #include "log.h"
@@ -411,6 +413,40 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
 
+/* @return 0 when a passed socket named 'http' now serves the API; -ENOENT when none was
+ * passed (or it was unusable: logged); another negative errno with a message. */
+static int http_adopt_activated(struct http_server *hs, char *err, size_t errlen)
+{
+	const struct inferd_config *cfg = hs->srv->cfg;
+	char addr[256];
+	int fd = activation_take("http", ACTIVATION_ANY_STREAM, err, errlen);
+
+	if (fd == -EPROTOTYPE) {
+		log_error("%s: serving HTTP on %s instead", err, cfg->http.listen);
+		return -ENOENT;
+	}
+	if (fd < 0)
+		return fd;
+	activation_describe(fd, addr, sizeof(addr), NULL, 0);
+	/* The same rule as for [http] listen (config.c), applied to the address systemd bound. */
+	if (activation_is_remote_inet(fd) && !cfg->api_keys.n && !cfg->api_key_file &&
+	    !cfg->allow_insecure_remote) {
+		snprintf(err, errlen, "refusing to serve HTTP on the passed socket %s: it is not a "
+		         "loopback address and no API keys are configured (set [auth] api_key or "
+		         "api_key_file, or [server] allow_insecure_remote = true)", addr);
+		close(fd);
+		return -EINVAL;
+	}
+	if (evutil_make_socket_nonblocking(fd) < 0 ||
+	    !(hs->sock = evhttp_accept_socket_with_handle(hs->evh, fd))) {
+		snprintf(err, errlen, "cannot serve HTTP on the passed socket %s", addr);
+		close(fd);
+		return -ENOMEM;
+	}
+	log_info("socket activation: adopted 'http' (%s); HTTP API on http://%s", addr, addr);
+	return 0;
+}
+
 int http_server_new(struct inferd_server *srv, struct http_server **out, char *err,
                     size_t errlen)
 {
@@ -440,6 +476,16 @@ int http_server_new(struct inferd_server *srv, struct http_server **out, char *e
 	evhttp_set_timeout_tv(hs->evh, &hs->timeout);
 	evhttp_set_allowed_methods(hs->evh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
 	evhttp_set_gencb(hs->evh, on_request, hs);
+
+	/* A socket passed by systemd (FileDescriptorName=http) replaces [http] listen. */
+	rc = http_adopt_activated(hs, err, errlen);
+	if (rc == 0) {
+		*out = hs;
+		return 0;
+	}
+	if (rc != -ENOENT)
+		goto fail;
+	rc = -ENOMEM;
 
 	/* HOST:PORT, [V6]:PORT */
 	const char *colon = strrchr(hc->listen, ':');

@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activation.h"
 #include "config.h"
 #include "cuda_probe.h"
 #include "inferd-config.h"
 #include "log.h"
 #include "models.h"
+#include "native_activation.h"
+#include "server-internal.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -37,7 +40,9 @@ static void usage(FILE *out)
 	        "\n"
 	        "Signals: SIGTERM/SIGINT drain calls in flight and exit; SIGHUP re-reads the file's log\n"
 	        "level and [server] limits (max_frame_bytes, max_calls, default_deadline_ms,\n"
-	        "drain_timeout).\n",
+	        "drain_timeout).\n"
+	        "Socket activation (LISTEN_FDS): a unix stream socket named 'native' is relayed to\n"
+	        "the nanomsg endpoint; a stream socket named 'http' serves the HTTP API.\n",
 	        CONFIG_DEFAULT_TCP, CONFIG_DEFAULT_HTTP);
 }
 
@@ -82,6 +87,7 @@ int main(int argc, char **argv)
 	const char *config_path = NULL, *flag_level = NULL, *flag_http = NULL;
 	int no_http = 0;
 	struct inferd_server *srv = NULL;
+	struct native_activation *native = NULL;
 	char err[512];
 	const char *tune = NULL;
 	int check = 0, c, rc = 1;
@@ -194,12 +200,25 @@ int main(int argc, char **argv)
 	log_init(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	log_info("inferd %s starting", INFERD_VERSION);
+	/* Sockets passed by systemd: 'native' adds a private nanomsg address before the
+	 * listeners open; 'http' is taken by the HTTP server as it starts. */
+	if (activation_init(err, sizeof(err)) < 0 ||
+	    native_activation_prepare(&cfg, &native, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (inferd_server_new(&cfg, &srv, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		goto out;
 	}
+	if (native && native_activation_start(native, srv->base, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	activation_close_unused();
 	rc = inferd_server_run(srv);
 out:
+	native_activation_free(native); /* before the loop it runs on */
 	inferd_server_free(srv);
 	strlist_clear(&flag_listen);
 	strlist_clear(&flag_models);

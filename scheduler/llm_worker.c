@@ -416,6 +416,7 @@ int llm_worker_new(const struct llm_worker_params *p, struct llm_worker **out, c
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
 	llama_kv_params(p->model, (int)p->kv_block_size, (int)p->kv_blocks, &kvp);
+	kvp.type = p->kv_type;
 	if ((rc = kv_cache_new(p->backend, &kvp, &w->kv)) < 0) {
 		snprintf(err, errlen, "cannot allocate a KV cache of %u blocks x %u positions: %s",
 		         p->kv_blocks, p->kv_block_size, strerror(-rc));

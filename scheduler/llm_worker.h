@@ -32,6 +32,7 @@ struct llm_worker_params {
 	struct sched_config sched;         /* max_context is clamped to the model's */
 	uint32_t kv_blocks;                /* KV pool in blocks */
 	uint32_t kv_block_size;            /* positions per block */
+	enum dtype kv_type;                /* DTYPE_F32 (0, the default) or DTYPE_F16 */
 	bool nano;                         /* run iterations as two nano-batches */
 	struct fwd_nano nano_params;
 	void (*notify)(void *arg);         /* called from the worker thread: events are ready */

@@ -55,7 +55,8 @@ static int time_decode(struct bench *b, const struct fwd_nano *nano, int reps, d
 }
 
 int nano_tune(struct llama_model *m, struct backend *be, int batch, int context,
-              int block_size, int n_threads, struct nano_profile *out, FILE *report,
+              int block_size, enum dtype kv_type, int n_threads, struct nano_profile *out,
+              FILE *report,
               char *err, size_t errlen)
 {
 	const struct llama_hparams *hp = llama_model_hparams(m);
@@ -73,6 +74,7 @@ int nano_tune(struct llama_model *m, struct backend *be, int batch, int context,
 		return -EINVAL;
 	}
 	llama_kv_params(m, block_size, batch * bps, &kvp);
+	kvp.type = kv_type;
 	if ((rc = kv_cache_new(be, &kvp, &b.kv)) < 0) {
 		snprintf(err, errlen, "no memory for a KV cache of %d x %d positions", batch, context);
 		return rc;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "dtype.h"
 #include "forward.h"
 
 struct backend;
@@ -27,7 +28,8 @@ struct nano_profile {
 
 /* Measures and picks. Progress lines go to report (may be NULL). */
 int nano_tune(struct llama_model *m, struct backend *b, int batch, int context,
-              int block_size, int n_threads, struct nano_profile *out, FILE *report,
+              int block_size, enum dtype kv_type, int n_threads, struct nano_profile *out,
+              FILE *report,
               char *err, size_t errlen);
 
 int nano_profile_save(const char *path, const struct nano_profile *p, const char *model_path,

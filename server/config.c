@@ -263,6 +263,30 @@ static int set_model_key(struct inferd_config *cfg, const char *name, const char
 			goto bad_value;
 		return 0;
 	}
+	if (strcmp(key, "weight_dtype") == 0) {
+		enum dtype t;
+		if (strcasecmp(value, "auto") == 0 || strcasecmp(value, "stored") == 0) {
+			m->convert_weights = false;
+			return 0;
+		}
+		if (dtype_from_name(value, &t) < 0 || !dtype_can_quant(t)) {
+			snprintf(err, errlen, "bad value '%s' for model.%s.weight_dtype (stored, f32, "
+			         "f16, bf16, q8_0, q4_0, q4_k, q6_k)", value, name);
+			return -EINVAL;
+		}
+		m->convert_weights = true;
+		m->weight_type = t;
+		return 0;
+	}
+	if (strcmp(key, "kv_cache_dtype") == 0) {
+		if (strcasecmp(value, "f32") == 0)
+			m->kv_type = DTYPE_F32;
+		else if (strcasecmp(value, "f16") == 0)
+			m->kv_type = DTYPE_F16;
+		else
+			goto bad_value;
+		return 0;
+	}
 	if (strcmp(key, "img2img") == 0) {
 		bool on;
 		if (parse_bool(value, &on) < 0)

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtype.h"
 #include "log.h"
 
 #define CONFIG_DEFAULT_TCP "tcp://127.0.0.1:7070"
@@ -59,6 +60,9 @@ struct model_config {
 	uint64_t max_queued_tokens;      /* waiting prompt tokens before RESOURCE_EXHAUSTED; 0 = no limit */
 	enum model_policy policy;
 	unsigned threads;                /* engine threads; 0 = all cores */
+	bool convert_weights;            /* weight_dtype = ...: convert float matrices at load */
+	enum dtype weight_type;          /* the weight_dtype, when convert_weights */
+	enum dtype kv_type;              /* kv_cache_dtype = f32 (default) | f16 */
 	char *chat_template;             /* chatml|llama2|llama3|mistral|gemma|zephyr; NULL: the GGUF's */
 	enum nano_mode nano;             /* nano_batching = auto|on|off */
 	char *tune_file;                 /* nano-batching profile; NULL = PATH.tune */

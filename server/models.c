@@ -26,7 +26,7 @@ static uint32_t default_kv_blocks(const struct served_model *m, const struct mod
 	const struct llama_hparams *hp = llama_model_hparams(m->model);
 	uint64_t bs = mc->kv_block_size;
 	uint64_t per_block = 2ull * (uint64_t)hp->n_layers * (uint64_t)hp->n_kv_heads *
-	                     (uint64_t)hp->head_dim * bs * sizeof(float);
+	                     (uint64_t)hp->head_dim * bs * kv_cache_elem_size(mc->kv_type);
 	uint64_t per_seq = (m->max_context < 512 ? m->max_context : 512);
 	uint64_t want = (uint64_t)mc->max_sequences * ((per_seq + bs - 1) / bs);
 	uint64_t cap = (1ull << 30) / per_block;
@@ -99,7 +99,9 @@ int models_tune(const struct inferd_config *cfg, const char *name, char *err, si
 		return rc;
 	}
 	backend_cpu_init(&be, (int)mc->threads);
-	struct llama_load_params lp = { .backend = &be, .max_batch_tokens = 256 };
+	struct llama_load_params lp = { .backend = &be, .max_batch_tokens = 256,
+	                                .convert_weights = mc->convert_weights,
+	                                .weight_type = mc->weight_type };
 	if ((rc = llama_model_load(g, &lp, &model, why, sizeof(why))) < 0) {
 		snprintf(err, errlen, "model %s: %s", name, why);
 		goto out;
@@ -112,8 +114,8 @@ int models_tune(const struct inferd_config *cfg, const char *name, char *err, si
 	if (context >= hp->n_ctx_train)
 		context = hp->n_ctx_train - 1;
 	int n_threads = mc->threads ? (int)mc->threads : omp_get_max_threads();
-	if ((rc = nano_tune(model, &be, batch, context, (int)mc->kv_block_size, n_threads, &prof,
-	                    stdout, why, sizeof(why))) < 0) {
+	if ((rc = nano_tune(model, &be, batch, context, (int)mc->kv_block_size, mc->kv_type,
+	                    n_threads, &prof, stdout, why, sizeof(why))) < 0) {
 		snprintf(err, errlen, "model %s: %s", name, why);
 		goto out;
 	}
@@ -158,7 +160,9 @@ static int open_one(struct inferd_server *srv, struct served_model *m,
 	}
 	backend_cpu_init(&m->backend, (int)mc->threads);
 	struct llama_load_params lp = { .backend = &m->backend,
-	                                .max_batch_tokens = (int)mc->max_batched_tokens };
+	                                .max_batch_tokens = (int)mc->max_batched_tokens,
+	                                .convert_weights = mc->convert_weights,
+	                                .weight_type = mc->weight_type };
 	if ((rc = llama_model_load(m->gguf, &lp, &m->model, why, sizeof(why))) < 0) {
 		snprintf(err, errlen, "model %s (%s): %s", mc->name, mc->path, why);
 		return rc;
@@ -176,6 +180,13 @@ static int open_one(struct inferd_server *srv, struct served_model *m,
 	snprintf(m->arch, sizeof(m->arch), "%s", hp->arch == LLAMA_ARCH_QWEN2 ? "qwen2" : "llama");
 	const struct gguf_tensor_info *ti = gguf_get_tensor(m->gguf, "blk.0.attn_q.weight");
 	snprintf(m->dtype, sizeof(m->dtype), "%s", ti ? dtype_name(ti->type) : "?");
+	if (mc->convert_weights && ti &&
+	    (ti->type == DTYPE_F32 || ti->type == DTYPE_F16 || ti->type == DTYPE_BF16) &&
+	    llama_model_n_converted(m->model) > 0) {
+		snprintf(m->dtype, sizeof(m->dtype), "%s", dtype_name(mc->weight_type));
+		log_info("model %s: %d matrices converted to %s at load (weight_dtype)", mc->name,
+		         llama_model_n_converted(m->model), dtype_name(mc->weight_type));
+	}
 
 	m->events_ev = event_new(srv->base, -1, 0, on_worker_events, m);
 	if (!m->events_ev) {
@@ -198,6 +209,7 @@ static int open_one(struct inferd_server *srv, struct served_model *m,
 		},
 		.kv_blocks = mc->kv_blocks ? mc->kv_blocks : default_kv_blocks(m, mc),
 		.kv_block_size = mc->kv_block_size,
+		.kv_type = mc->kv_type,
 		.notify = notify_loop,
 		.notify_arg = m,
 	};
@@ -210,9 +222,9 @@ static int open_one(struct inferd_server *srv, struct served_model *m,
 		return rc;
 	}
 	log_info("model %s: %s, %s, %.1fM parameters (%s), context %u, vocab %u, KV pool %u x %u "
-	         "positions, policy %s", mc->name, mc->path, m->arch, (double)m->n_params / 1e6,
-	         m->dtype, m->max_context, m->n_vocab, wp.kv_blocks, wp.kv_block_size,
-	         model_policy_name(mc->policy));
+	         "positions (%s), policy %s", mc->name, mc->path, m->arch,
+	         (double)m->n_params / 1e6, m->dtype, m->max_context, m->n_vocab, wp.kv_blocks,
+	         wp.kv_block_size, dtype_name(mc->kv_type), model_policy_name(mc->policy));
 	return 0;
 }
 

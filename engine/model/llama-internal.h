@@ -39,6 +39,14 @@ struct llama_model {
 	float *gate, *up;        /* (max_batch, n_ff) */
 	int32_t *pos;            /* (max_batch) host: position of each row */
 	struct attn_seq *aseq;   /* (max_batch) host */
+
+	/* weight dtype override (llama_convert.c) */
+	void **owned;            /* converted matrices, freed with the model */
+	int n_owned, n_converted;
 };
+
+/* Converts the F32/F16/BF16 matrices of a loaded model to `to` (llama_convert.c).
+ * @return 0, -ENOTSUP (no quantizer for to), -ENOMEM; with a reason in err. */
+int llama_convert_weights(struct llama_model *m, enum dtype to, char *err, size_t errlen);
 
 #endif

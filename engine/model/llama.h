@@ -45,6 +45,13 @@ struct llama_hparams {
 struct llama_load_params {
 	struct backend *backend;  /* kept by pointer; must outlive the model */
 	int max_batch_tokens;     /* tokens per forward call, >= 1 */
+	/* Weight dtype override: when convert_weights is set, every matrix stored as F32, F16
+	 * or BF16 is converted at load to weight_type (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+	 * Q6_K) into memory the model owns, instead of being used in place. Matrices already
+	 * quantized stay as stored (requantizing compounds the error), and so does a matrix
+	 * whose row length is not a whole number of weight_type blocks. */
+	bool convert_weights;
+	enum dtype weight_type;
 };
 
 struct llama_model;
@@ -58,6 +65,8 @@ int llama_model_load(const struct gguf *g, const struct llama_load_params *p,
 void llama_model_free(struct llama_model *m); /* accepts NULL */
 
 const struct llama_hparams *llama_model_hparams(const struct llama_model *m);
+/* Matrices converted at load by the weight dtype override (0 without it). */
+int llama_model_n_converted(const struct llama_model *m);
 /* Bytes of weights read by one forward pass (all matrices + the rows looked up). */
 uint64_t llama_model_weight_bytes(const struct llama_model *m);
 /* Parameters of the weight matrices (what a token's 2*params FLOPs count). */

@@ -336,6 +336,9 @@ int llama_model_load(const struct gguf *g, const struct llama_load_params *p,
 	for (int l = 0; l < hp->n_layers; l++)
 		if ((rc = load_layer(&ld, m, l)) < 0)
 			goto fail;
+	if (p->convert_weights && (rc = llama_convert_weights(m, p->weight_type, ld.err,
+	                                                       ld.errlen)) < 0)
+		goto fail;
 	if ((rc = alloc_scratch(m)) < 0) {
 		snprintf(ld.err, ld.errlen, "out of memory for %d-token scratch buffers", m->max_batch);
 		goto fail;
@@ -371,6 +374,9 @@ void llama_model_free(struct llama_model *m)
 		backend_free(m->b, bufs[i]);
 	free(m->pos);
 	free(m->aseq);
+	for (int i = 0; i < m->n_owned; i++)
+		free(m->owned[i]);
+	free(m->owned);
 	free(m);
 }
 

@@ -547,6 +547,17 @@ Test(generate, nano_batching_gives_the_same_tokens)
 	cr_expect(td_log_contains(&d, "nano-batching on, untuned"));
 }
 
+Test(generate, dtype_overrides_convert_weights_and_halve_the_kv_cache)
+{
+	/* The f32 test model served as Q8_0 with an f16 KV cache: it loads, reports the types,
+	 * and batching still equals each request alone. */
+	start_with("weight_dtype = q8_0\nkv_cache_dtype = f16\n");
+	cr_expect(td_log_contains(&d, "matrices converted to Q8_0 at load"));
+	cr_expect(td_log_contains(&d, "(Q8_0), context"));
+	cr_expect(td_log_contains(&d, "positions (F16)"));
+	concurrent_equals_alone(8, 16);
+}
+
 Test(generate, tune_writes_a_profile_that_start_up_reads)
 {
 	char conf[300], out[8192], tune[300];

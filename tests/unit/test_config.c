@@ -91,6 +91,30 @@ Test(config, reads_every_key)
 	config_fini(&cfg);
 }
 
+Test(config, reads_the_dtype_overrides)
+{
+	struct inferd_config cfg;
+	char err[512];
+	const char *path = write_file("d.conf",
+		"[model.a]\npath = /a.gguf\nweight_dtype = Q8_0\nkv_cache_dtype = f16\n"
+		"[model.b]\npath = /b.gguf\nweight_dtype = stored\n"
+		"[model.c]\npath = /c.gguf\n", 0600);
+
+	config_init(&cfg);
+	cr_assert_eq(config_load_file(&cfg, path, err, sizeof(err)), 0, "%s", err);
+	const struct model_config *a = config_find_model(&cfg, "a");
+	const struct model_config *b = config_find_model(&cfg, "b");
+	const struct model_config *c = config_find_model(&cfg, "c");
+	cr_assert(a && b && c);
+	cr_expect(a->convert_weights);
+	cr_expect_eq(a->weight_type, DTYPE_Q8_0);
+	cr_expect_eq(a->kv_type, DTYPE_F16);
+	cr_expect(!b->convert_weights);
+	cr_expect(!c->convert_weights);
+	cr_expect_eq(c->kv_type, DTYPE_F32);
+	config_fini(&cfg);
+}
+
 /* Arrays, not pointers: criterion runs each case in a fresh process (other addresses). */
 struct bad_case {
 	char text[128];
@@ -116,6 +140,8 @@ static struct bad_case bad_cases[] = {
 	{ "[http]\nmetrics_key = short\n", ":2: metrics_key must be at least 8 characters" },
 	{ "[http]\nbogus = 1\n", ":2: unknown key 'bogus' in section [http]" },
 	{ "[model.m]\npath = /x\nchat_template = jinja\n", ":3: bad value 'jinja' for model.m.chat_template" },
+	{ "[model.m]\npath = /x\nweight_dtype = q5_k\n", ":3: bad value 'q5_k' for model.m.weight_dtype" },
+	{ "[model.m]\npath = /x\nkv_cache_dtype = q8_0\n", ":3: bad value 'q8_0' for model.m.kv_cache_dtype" },
 };
 
 ParameterizedTestParameters(config, rejects_bad_lines_with_line_numbers)

@@ -143,6 +143,70 @@ Test(llama_batch, prefill_equals_decode_steps, .fini = fini)
 	eng_close(&e);
 }
 
+/* ---- weight dtype override ------------------------------------------------------------- */
+
+/* Loads path with the weight dtype override (convert_weights to `to`) and runs a prompt. */
+static void run_converted(const char *path, bool convert, enum dtype to, const int32_t *t, int n,
+                          float *out, int *n_converted)
+{
+	struct eng e;
+	memset(&e, 0, sizeof e);
+	backend_cpu_init(&e.b, 0);
+	cr_assert_eq(gguf_open(path, &e.g, e.err, sizeof e.err), 0, "%s", e.err);
+	struct llama_load_params lp = { .backend = &e.b, .max_batch_tokens = 32,
+	                                .convert_weights = convert, .weight_type = to };
+	cr_assert_eq(llama_model_load(e.g, &lp, &e.m, e.err, sizeof e.err), 0, "%s", e.err);
+	struct kv_cache_params kp;
+	llama_kv_params(e.m, 8, 16, &kp);
+	cr_assert_eq(kv_cache_new(&e.b, &kp, &e.kv), 0);
+	*n_converted = llama_model_n_converted(e.m);
+	cr_assert_eq(eng_run(&e, t, n, out, 0, NULL), 0);
+	eng_close(&e);
+}
+
+/* An f32 file converted at load to q8_0 / f16 computes exactly what the q8_0 / f16 file of the
+ * same seed computes (the generator writes the same values quantized, see inferd-mkmodel.c);
+ * an already quantized file is left as stored. */
+Test(llama_load, weight_dtype_override_converts_float_matrices, .fini = fini)
+{
+	static const char *const dts[] = { "q8_0", "f16" };
+	char f32[512], other[512], args[200];
+	const char *base = "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 512 "
+	                   "--seed 9";
+	snprintf(args, sizeof args, "%s --dtype f32", base);
+	cr_assert_eq(mkmodel("conv-f32.gguf", args, f32, sizeof f32), 0);
+	int32_t t[12];
+	fill_tokens(t, 12, 77);
+	static float want[12 * 512], got[12 * 512], plain[12 * 512];
+	int nc;
+	run_converted(f32, false, DTYPE_F32, t, 12, plain, &nc);
+	cr_assert_eq(nc, 0);
+	for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+		enum dtype to;
+		cr_assert_eq(dtype_from_name(dts[i], &to), 0);
+		char name[64];
+		snprintf(name, sizeof name, "conv-%s.gguf", dts[i]);
+		snprintf(args, sizeof args, "%s --dtype %s", base, dts[i]);
+		cr_assert_eq(mkmodel(name, args, other, sizeof other), 0);
+		run_converted(other, false, DTYPE_F32, t, 12, want, &nc);
+		run_converted(f32, true, to, t, 12, got, &nc);
+		/* token_embd, output and 7 matrices per layer */
+		cr_expect_eq(nc, 2 + 7 * 2, "%s: %d matrices converted", dts[i], nc);
+		double d = 0.0, dp = 0.0;
+		for (int k = 0; k < 12 * 512; k++) {
+			d = fmax(d, fabs((double)got[k] - want[k]));
+			dp = fmax(dp, fabs((double)got[k] - plain[k]));
+		}
+		cr_expect_leq(d, 1e-5, "%s: converted differs from the %s file by %g", dts[i],
+		              dts[i], d);
+		cr_expect_gt(dp, 0.0, "%s: conversion changed nothing", dts[i]);
+		/* a quantized file is not requantized */
+		run_converted(other, true, DTYPE_Q4_0, t, 12, got, &nc);
+		if (strcmp(dts[i], "q8_0") == 0)
+			cr_expect_eq(nc, 0, "q8_0 file: %d matrices requantized", nc);
+	}
+}
+
 /* ---- bad batches ---------------------------------------------------------------------- */
 
 Test(llama_batch, bad_batches_are_refused, .fini = fini)

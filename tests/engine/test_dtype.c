@@ -383,16 +383,19 @@ static void kquant_roundtrip(enum dtype t, double *max_rel, double *rms_rel)
 	cr_log_info("%s: max |err| / range %.4f, rms %.4f", dtype_name(t), worst, *rms_rel);
 }
 
-Test(dtype, q4_k_round_trip_within_one_step_of_the_range)
+Test(dtype, q4_k_round_trip_error_bounded_by_the_range)
 {
 	double mx, rms;
 	kquant_roundtrip(DTYPE_Q4_K, &mx, &rms);
-	/* 15 steps per sub-block: half a step from rounding, up to 7.5 steps of d
-	 * (d = largest scale / 63) where the 6-bit scale rounded down clamps the
-	 * top quant, half a step of dmin: ~0.05 of the range; measured 0.051. A
-	 * uniform rounding error has rms step/sqrt(12) = 0.019 of the range;
-	 * measured 0.0155 (the fit beats plain rounding). */
-	cr_expect_lt(mx, 1.0 / 15.0, "max error %.4f of the range", mx);
+	/* 15 steps per sub-block (step = range / 15). The least-squares fit may
+	 * clip an outlier, but keeps a squared error of at most plain rounding's,
+	 * 32 (step/2)^2: one element is off by at most 1.41 steps; the 6-bit scale
+	 * (d = largest scale / 63) rounded down clamps the top quant by up to 7.5 d,
+	 * dmin rounding adds half a step of dmin: at most ~0.11 of the range;
+	 * measured 0.051 here, 0.069 on generated models (gguf_check.py). A uniform
+	 * rounding error has rms step/sqrt(12) = 0.019 of the range; measured
+	 * 0.0155 (the fit beats plain rounding). */
+	cr_expect_lt(mx, 0.12, "max error %.4f of the range", mx);
 	cr_expect_lt(rms, 0.02, "rms error %.4f of the range", rms);
 }
 

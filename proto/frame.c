@@ -23,6 +23,7 @@ static const char *const method_names[] = {
 	[INFERD__V1__METHOD__METHOD_UNLOAD_ADAPTER] = "UnloadAdapter",
 	[INFERD__V1__METHOD__METHOD_TOKENIZE] = "Tokenize",
 	[INFERD__V1__METHOD__METHOD_ECHO] = "Echo",
+	[INFERD__V1__METHOD__METHOD_KEEPALIVE] = "KeepAlive",
 };
 #define N_METHODS (sizeof(method_names) / sizeof(method_names[0]))
 

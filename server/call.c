@@ -158,6 +158,17 @@ struct call *call_new(struct inferd_server *srv, struct listener *lis, const uin
 	return c;
 }
 
+int call_set_keepalive(struct call *c, uint32_t keepalive_ms)
+{
+	if (!keepalive_ms)
+		return 0;
+	c->peer = peer_ref(&c->srv->peers, c->lis, c->header, c->header_len, server_now());
+	if (!c->peer)
+		return -ENOMEM;
+	c->keepalive_ms = keepalive_ms;
+	return 0;
+}
+
 static void send_frame(struct call *c, const ProtobufCMessage *msg, bool last, int status,
                        const char *message)
 {
@@ -215,6 +226,7 @@ void call_finish(struct call *c, int status, const ProtobufCMessage *msg, const 
 		          inferd_method_name(c->method), inferd_status_name(status), message);
 	server_stats_count(srv, c->method, status);
 	table_remove(&srv->calls, c);
+	peer_unref(&srv->peers, c->peer);
 	if (c->ops && c->ops->release)
 		c->ops->release(c);
 	if (c->deadline_ev)

@@ -44,6 +44,9 @@ void server_dispatch(struct inferd_server *srv, struct listener *lis,
 	}
 
 	int method = (int)f->method;
+	peer_heard(&srv->peers, lis, hdr, hlen, server_now());
+	if (method == INFERD__V1__METHOD__METHOD_KEEPALIVE)
+		goto out; /* not a call: it only refreshed the peer */
 	if (f->call_id == 0) {
 		listener_reject(lis, hdr, hlen, 0, method,
 		                INFERD__V1__STATUS_CODE__STATUS_INVALID_ARGUMENT,
@@ -97,6 +100,11 @@ void server_dispatch(struct inferd_server *srv, struct listener *lis,
 		listener_reject(lis, hdr, hlen, f->call_id, method,
 		                INFERD__V1__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED,
 		                "out of memory for a new call");
+		goto out;
+	}
+	if (call_set_keepalive(c, f->keepalive_ms) < 0) {
+		call_finish(c, INFERD__V1__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED, NULL,
+		            "out of memory for the call's keepalive");
 		goto out;
 	}
 	log_debug("%s: call %llu %s", lis->url, (unsigned long long)f->call_id,

@@ -130,6 +130,7 @@ static void method_stats(struct call *c, const uint8_t *payload, size_t len)
 	rep.frames_in = st->frames_in;
 	rep.frames_out = st->frames_out;
 	rep.frames_rejected = st->frames_rejected;
+	rep.calls_abandoned = st->calls_abandoned;
 	uint64_t queries = 0, hits = 0, tpot_n = 0;
 	double ttft_sum = 0, tpot_sum = 0;
 	for (size_t i = 0; i < srv->n_models; i++) {

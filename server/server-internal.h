@@ -25,6 +25,7 @@ struct server_stats {
 	uint64_t frames_in, frames_out;
 	uint64_t frames_rejected;  /* refused before reaching a method (bad frame, auth, ...) */
 	uint64_t frames_dropped;   /* replies nanomsg would not take */
+	uint64_t calls_abandoned;  /* ended because the client broke its keepalive promise */
 };
 
 enum server_state {
@@ -42,6 +43,24 @@ struct listener {
 };
 
 struct call;
+
+/* A client connection that promised keepalives (peers.c). */
+struct peer {
+	struct listener *lis;
+	uint8_t key[INFERD_SP_HEADER_MAX];    /* SP backtrace without the request id */
+	size_t key_len;
+	double last_heard;                    /* monotonic seconds of its last frame */
+	unsigned refs;                        /* running calls with a keepalive */
+	size_t bucket;
+	struct peer *next;
+};
+
+#define PEER_BUCKETS 64
+
+struct peer_table {
+	struct peer *buckets[PEER_BUCKETS];
+	size_t count;
+};
 
 /* A method's hooks on a call it keeps running after its handler returned. */
 struct call_ops {
@@ -65,6 +84,8 @@ struct call {
 	enum call_state state;
 	double started;                       /* monotonic seconds */
 	struct event *deadline_ev;
+	uint32_t keepalive_ms;                /* the client's promise (Frame.keepalive_ms), 0 none */
+	struct peer *peer;                    /* its connection's liveness, when keepalive_ms */
 	const struct call_ops *ops;
 	void *method_state;
 	struct call *hash_next;
@@ -92,6 +113,7 @@ struct inferd_server {
 	struct listener *listeners;
 	size_t n_listeners;
 	struct call_table calls;
+	struct peer_table peers;
 	struct server_stats stats;
 	enum server_state state;
 	double started;                       /* monotonic seconds */
@@ -120,6 +142,21 @@ struct call *call_table_find(struct call_table *t, const struct listener *lis,
  * deadline_ms > 0. @return the call (owned by the table until it ends) or NULL (no memory). */
 struct call *call_new(struct inferd_server *srv, struct listener *lis, const uint8_t *header,
                       size_t header_len, uint64_t call_id, int method, uint64_t deadline_ms);
+
+/* Records the client's keepalive promise for c (peers.c ends c when it is broken).
+ * @return 0 or -ENOMEM. */
+int call_set_keepalive(struct call *c, uint32_t keepalive_ms);
+
+/* ---- client liveness (peers.c) ----------------------------------------------------------- */
+
+/* A frame came from this peer: refreshes its last_heard when calls hold it. */
+void peer_heard(struct peer_table *t, const struct listener *lis, const uint8_t *header,
+                size_t header_len, double now);
+struct peer *peer_ref(struct peer_table *t, struct listener *lis, const uint8_t *header,
+                      size_t header_len, double now);
+void peer_unref(struct peer_table *t, struct peer *p); /* accepts NULL */
+/* Ends (CANCELLED) the calls whose client has been silent past its promise. */
+void peers_check(struct inferd_server *srv);
 
 /* Sends a data frame (not the last) carrying msg. */
 void call_reply(struct call *c, const ProtobufCMessage *msg);

@@ -159,6 +159,7 @@ static void on_broken_check(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	for (size_t i = 0; i < srv->n_listeners; i++)
 		listener_check_broken(&srv->listeners[i]);
+	peers_check(srv);
 }
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)

@@ -1,6 +1,7 @@
 /* Generate through the real daemon: streaming, continuous batching equals running alone,
  * preemption, prefix cache, cancel, deadlines, load shedding, drain, bad requests. */
 #include <criterion/criterion.h>
+#include <nanomsg/nn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,6 +365,81 @@ Test(generate, cancel_and_deadline_free_the_blocks)
 	run_gen(c, &late, &g);
 	cr_expect_eq(g.status, STATUS(DEADLINE_EXCEEDED), "%s", g.message);
 	cr_expect_eq(blocks_used_eventually_zero(c), 0, "the deadline freed the blocks");
+	inferd_client_free(c);
+}
+
+/* Sends a Generate request frame with a keepalive promise on a raw REQ socket. */
+static void raw_generate(int sock, uint64_t call_id, uint32_t keepalive_ms)
+{
+	Inferd__V1__GenerateRequest req = INFERD__V1__GENERATE_REQUEST__INIT;
+	Inferd__V1__SamplingParams sp = INFERD__V1__SAMPLING_PARAMS__INIT;
+	req.model = "tiny";
+	req.prompt_case = INFERD__V1__GENERATE_REQUEST__PROMPT_TEXT;
+	req.text = "a story that goes on and on";
+	req.max_tokens = 4000;
+	sp.ignore_eos = true;
+	req.sampling = &sp;
+	uint8_t buf[256];
+	inferd_frame q = INFERD_FRAME_INIT;
+	q.call_id = call_id;
+	q.method = INFERD__V1__METHOD__METHOD_GENERATE;
+	q.keepalive_ms = keepalive_ms;
+	q.payload.len = inferd__v1__generate_request__pack(&req, buf);
+	q.payload.data = buf;
+	td_raw_send_frame(sock, (uint32_t)call_id | 0x80000000u, &q);
+}
+
+/* Reads what has arrived; @return whether the call's last frame was among it. */
+static bool raw_drain(int sock, int timeout_ms, uint32_t *n_frames, int *status)
+{
+	uint32_t reqid;
+	inferd_frame *f;
+	bool last = false;
+	while ((f = td_raw_recv(sock, timeout_ms, &reqid)) != NULL) {
+		(*n_frames)++;
+		if (f->end_of_stream) {
+			last = true;
+			*status = f->status;
+		}
+		inferd_frame_free(f);
+		timeout_ms = 0;
+	}
+	return last;
+}
+
+Test(generate, a_client_that_goes_away_is_caught_by_its_keepalive)
+{
+	/* A long generation (4000 tokens over a growing context) on the slow model. */
+	start_model("--dim 384 --layers 6 --heads 6 --kv-heads 2 --ffn 1024 --vocab 4096 "
+	            "--context 4096", "kv_blocks = 300\n");
+	int raw = td_raw_socket(d.tcp_url);
+	raw_generate(raw, 5, 100);
+	uint32_t n = 0;
+	int status = -1;
+	/* Keepalives every 50 ms for 2 s: 20x the 100 ms promise, and past two of the daemon's
+	 * once-a-second checks; the call goes on. */
+	for (int i = 0; i < 40; i++) {
+		inferd_frame ka = INFERD_FRAME_INIT;
+		ka.method = INFERD__V1__METHOD__METHOD_KEEPALIVE;
+		td_raw_send_frame(raw, 0x80000100u + (uint32_t)i, &ka);
+		usleep(50000);
+		cr_assert(!raw_drain(raw, 0, &n, &status), "the call ended (%d) while the client "
+		          "kept its promise", status);
+	}
+	cr_expect_gt(n, 1, "tokens streamed meanwhile");
+	struct inferd_client *c = td_client(&d, false, NULL);
+	Inferd__V1__StatsReply *s = stats(c);
+	cr_expect_eq(s->requests_running, 1);
+	cr_expect_eq(s->calls_abandoned, 0);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	/* Gone without a Cancel: nanomsg does not tell the daemon, the missed keepalives do. */
+	nn_close(raw);
+	cr_expect_eq(blocks_used_eventually_zero(c), 0, "the sequence's blocks were freed");
+	s = stats(c);
+	cr_expect_eq(s->calls_abandoned, 1);
+	cr_expect_eq(s->generations_finished, 1);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	cr_expect(td_log_contains(&d, "taking it as gone"));
 	inferd_client_free(c);
 }
 

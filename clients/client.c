@@ -16,6 +16,7 @@
 #define RETRY_MS 10            /* unsent calls are retried this often */
 #define DEADLINE_GRACE_S 0.5   /* after the deadline, wait this long for the daemon's answer */
 #define RX_BATCH 512
+#define KEEPALIVE_DEFAULT_MS 10000
 
 typedef Inferd__V1__StatusCode status_code;
 
@@ -41,6 +42,8 @@ struct endpoint {
 	char *url;
 	int sock;
 	int rcvfd;
+	double last_sent;            /* monotonic seconds of the last frame sent */
+	bool busy;                   /* has sent calls in flight (run_timers) */
 };
 
 struct inferd_client {
@@ -50,6 +53,9 @@ struct inferd_client {
 	char *api_key, *client_name;
 	uint64_t default_deadline_ms;
 	int connect_timeout_ms;
+	uint32_t keepalive_ms;       /* 0: no promise */
+	uint8_t *keepalive_wire;     /* the packed KeepAlive frame */
+	size_t keepalive_len;
 	uint64_t next_id;
 	struct pcall **buckets;
 	size_t n_buckets, count;
@@ -179,6 +185,14 @@ int inferd_client_new(const char *const *urls, size_t n_urls,
 	}
 	if (c->connect_timeout_ms <= 0)
 		c->connect_timeout_ms = 5000;
+	int ka = opts ? opts->keepalive_ms : 0;
+	c->keepalive_ms = ka < 0 ? 0 : ka == 0 ? KEEPALIVE_DEFAULT_MS : (uint32_t)ka;
+	if (c->keepalive_ms) {
+		inferd_frame kf = INFERD_FRAME_INIT;
+		kf.method = INFERD__V1__METHOD__METHOD_KEEPALIVE;
+		if (inferd_frame_pack(&kf, &c->keepalive_wire, &c->keepalive_len) < 0)
+			goto oom;
+	}
 	for (size_t i = 0; i < n_urls; i++) {
 		struct endpoint *ep = &c->eps[i];
 		int bufsize = 4 << 20, maxsize = -1, nodelay = 1;
@@ -229,6 +243,7 @@ void inferd_client_free(struct inferd_client *c)
 	free(c->buckets);
 	free(c->api_key);
 	free(c->client_name);
+	free(c->keepalive_wire);
 	free(c);
 }
 
@@ -337,6 +352,8 @@ static int pack_request(struct inferd_client *c, struct pcall *p, const void *pa
 	f.call_id = p->id;
 	f.method = (Inferd__V1__Method)p->method;
 	f.deadline_ms = deadline_ms;
+	if (p->method != INFERD__V1__METHOD__METHOD_CANCEL)
+		f.keepalive_ms = c->keepalive_ms;
 	f.n_metadata = n_meta;
 	f.metadata = metap;
 	f.payload.data = (uint8_t *)payload;
@@ -355,6 +372,7 @@ static int try_send(struct inferd_client *c, struct pcall *p)
 		int rc = inferd_wire_send(c->eps[e].sock, hdr, sizeof(hdr), p->wire, p->wire_len,
 		                          NN_DONTWAIT);
 		if (rc == 0) {
+			c->eps[e].last_sent = now_s();
 			p->endpoint = (int)e;
 			unsent_unlink(c, p);
 			p->sent = true;
@@ -474,6 +492,38 @@ size_t inferd_client_in_flight(const struct inferd_client *c)
 
 /* ---- polling ----------------------------------------------------------------------------- */
 
+/* Sends a KeepAlive frame on every endpoint with calls in flight that has sent nothing for a
+ * third of the promise. @return seconds until the next one is due, or -1 (none). */
+static double keepalive_timers(struct inferd_client *c, double now)
+{
+	double next = -1, every = c->keepalive_ms / 3000.0;
+	uint8_t hdr[4];
+
+	if (!c->keepalive_ms)
+		return -1;
+	for (size_t e = 0; e < c->n_eps; e++)
+		c->eps[e].busy = false;
+	for (size_t i = 0; i < c->n_buckets; i++)
+		for (struct pcall *p = c->buckets[i]; p; p = p->hash_next)
+			if (p->sent && p->endpoint >= 0)
+				c->eps[p->endpoint].busy = true;
+	inferd_wire_request_id(0, hdr);
+	for (size_t e = 0; e < c->n_eps; e++) {
+		struct endpoint *ep = &c->eps[e];
+		if (!ep->busy)
+			continue;
+		if (now - ep->last_sent >= every &&
+		    inferd_wire_send(ep->sock, hdr, sizeof(hdr), c->keepalive_wire, c->keepalive_len,
+		                     NN_DONTWAIT) == 0)
+			ep->last_sent = now;
+		double due = ep->last_sent + every - now;
+		if (due < 0)
+			due = RETRY_MS / 1000.0; /* the send did not go: retry soon */
+		next = next < 0 || due < next ? due : next;
+	}
+	return next;
+}
+
 /* Retries unsent calls (oldest first) and ends overdue ones.
  * @return seconds until the next timer, or -1. */
 static double run_timers(struct inferd_client *c, int *delivered)
@@ -514,6 +564,9 @@ static double run_timers(struct inferd_client *c, int *delivered)
 			next = next < 0 || due - now < next ? due - now : next;
 		}
 	}
+	double ka = keepalive_timers(c, now);
+	if (ka >= 0)
+		next = next < 0 || ka < next ? ka : next;
 	return next;
 }
 
@@ -524,11 +577,16 @@ int inferd_client_next_timeout_ms(const struct inferd_client *c)
 	if (c->n_unsent)
 		return RETRY_MS;
 	for (size_t i = 0; i < c->n_buckets; i++)
-		for (struct pcall *p = c->buckets[i]; p; p = p->hash_next)
+		for (struct pcall *p = c->buckets[i]; p; p = p->hash_next) {
 			if (p->deadline) {
 				double t = p->deadline + DEADLINE_GRACE_S - now;
 				next = next < 0 || t < next ? t : next;
 			}
+			if (c->keepalive_ms && p->sent && p->endpoint >= 0) {
+				double t = c->eps[p->endpoint].last_sent + c->keepalive_ms / 3000.0 - now;
+				next = next < 0 || t < next ? t : next;
+			}
+		}
 	if (next < 0)
 		return -1;
 	return next <= 0 ? 0 : (int)(next * 1000.0) + 1;

@@ -36,6 +36,12 @@ struct inferd_client_options {
 	const char *client_name;      /* sent as metadata "client"; NULL for none */
 	uint64_t default_deadline_ms; /* for calls that give none; 0 = no deadline */
 	int connect_timeout_ms;       /* how long an unsent call waits for a connection; 0 = 5000 */
+	/* Liveness promise sent with every call (Frame.keepalive_ms): while calls are in flight,
+	 * inferd_client_poll() sends a KeepAlive frame on their endpoint every keepalive_ms / 3,
+	 * so the daemon can tell a client that went away (and free its work) from a slow one.
+	 * A client that stops polling for 3 x keepalive_ms gets its calls CANCELLED.
+	 * 0 = 10000 ms; < 0 = no promise (calls then end only by deadline or Cancel). */
+	int keepalive_ms;
 };
 
 struct inferd_call_options {

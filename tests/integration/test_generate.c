@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon-fixture.h"
@@ -440,6 +441,38 @@ Test(generate, a_client_that_goes_away_is_caught_by_its_keepalive)
 	cr_expect_eq(s->generations_finished, 1);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 	cr_expect(td_log_contains(&d, "taking it as gone"));
+	inferd_client_free(c);
+}
+
+Test(generate, the_client_library_keeps_its_calls_alive_while_it_polls)
+{
+	start_model("--dim 384 --layers 6 --heads 6 --kv-heads 2 --ffn 1024 --vocab 4096 "
+	            "--context 4096", "kv_blocks = 300\n");
+	const char *url = d.tcp_url;
+	struct inferd_client_options o = { .keepalive_ms = 200, .connect_timeout_ms = 3000 };
+	struct inferd_client *c;
+	char err[256];
+	cr_assert_eq(inferd_client_new(&url, 1, &o, &c, err, sizeof(err)), 0, "%s", err);
+	struct gen_result g;
+	struct gen_args a = { .text = "a story that goes on and on", .max_tokens = 4000,
+	                      .ignore_eos = true };
+	start_gen(c, &a, &g);
+	/* Polling for 2 s (10x the promise): the library's keepalives hold the call. */
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		cr_assert(inferd_client_poll(c, 50) >= 0);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (!g.done && (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
+	cr_assert(!g.done, "the call ended (%s: %s) while the client polled",
+	          inferd_client_status_name(g.status), g.message);
+	/* A client that stops polling breaks its promise: the daemon ends the call. */
+	sleep(3);
+	while (!g.done)
+		cr_assert(inferd_client_poll(c, 1000) >= 0);
+	cr_expect_eq(g.status, STATUS(CANCELLED), "%s", g.message);
+	cr_expect(strstr(g.message, "no frame from the client") != NULL, "%s", g.message);
+	cr_expect_eq(blocks_used_eventually_zero(c), 0);
 	inferd_client_free(c);
 }
 

@@ -288,7 +288,7 @@ static int parse_tinfo(struct pctx *c, struct gguf_tensor_info *t, int64_t i)
 	for (int d = 0; d < GGUF_MAX_DIMS; d++)
 		t->ne[d] = 1;
 	for (uint32_t d = 0; d < t->n_dims; d++) {
-		uint64_t v;
+		uint64_t v = 0;
 		if ((rc = rd_u64(c, &v, "tensor dimension")) < 0)
 			return perr(c, rc, "tensor '%s': shape runs past the end of the file", name);
 		if (v > (uint64_t)INT64_MAX)
@@ -296,7 +296,7 @@ static int parse_tinfo(struct pctx *c, struct gguf_tensor_info *t, int64_t i)
 			            (long long)(int64_t)v);
 		t->ne[d] = (int64_t)v;
 	}
-	uint32_t type;
+	uint32_t type = 0;
 	if ((rc = rd_u32(c, &type, "tensor type")) < 0)
 		return perr(c, rc, "tensor '%s': type runs past the end of the file", name);
 	if (!dtype_valid(type))
@@ -337,7 +337,7 @@ static int parse(struct pctx *c)
 {
 	struct gguf *g = c->g;
 	int rc;
-	uint64_t n_tensors, n_kv;
+	uint64_t n_tensors = 0, n_kv = 0;
 
 	if (g->size < 4 || memcmp(g->base, "GGUF", 4) != 0)
 		return perr(c, -EBADMSG, "not a GGUF file (bad magic)");

@@ -112,7 +112,7 @@ static int find(struct loader *L, const char *prefix, const char *suffix, uint64
 static int load_into(struct loader *L, const char *prefix, const char *suffix, float *dst,
                      uint64_t n)
 {
-	const struct st_tensor *t;
+	const struct st_tensor *t = NULL;
 	int rc = find(L, prefix, suffix, n, &t);
 	if (rc == 0 && st_tensor_to_f32(t, dst, n) != 0)
 		rc = lerr(L, -EBADMSG, "%s: tensor '%s.%s' has dtype %s", st_path(L->f), prefix,

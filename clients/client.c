@@ -16,6 +16,7 @@
 #define RETRY_MS 10            /* unsent calls are retried this often */
 #define DEADLINE_GRACE_S 0.5   /* after the deadline, wait this long for the daemon's answer */
 #define RX_BATCH 512
+#define ENDPOINT_REST_S 1.0    /* an endpoint that refused a call is skipped this long */
 #define KEEPALIVE_DEFAULT_MS 10000
 
 typedef Inferd__V1__StatusCode status_code;
@@ -32,7 +33,9 @@ struct pcall {
 	double deadline;             /* monotonic seconds, 0 = none */
 	double send_by;              /* give up sending at this time */
 	uint32_t next_seq;
-	uint8_t *wire;               /* the packed request frame, kept until sent */
+	uint8_t retries;             /* times sent again after an endpoint refused it */
+	uint8_t *wire;               /* the packed request frame, kept until sent; with several
+	                              * endpoints, until its first reply frame (for a retry) */
 	size_t wire_len;
 	struct pcall *hash_next;
 	struct pcall *unsent_next;   /* FIFO of calls waiting for a connection */
@@ -44,6 +47,7 @@ struct endpoint {
 	int rcvfd;
 	double last_sent;            /* monotonic seconds of the last frame sent */
 	bool busy;                   /* has sent calls in flight (run_timers) */
+	double down_until;           /* refused a call with UNAVAILABLE: skipped until then */
 };
 
 struct inferd_client {
@@ -274,6 +278,7 @@ static void end_locally(struct inferd_client *c, struct pcall *p, int status, co
 }
 
 static int send_cancel(struct inferd_client *c, struct pcall *p);
+static bool retry_elsewhere(struct inferd_client *c, struct pcall *p, const inferd_frame *f);
 
 static void deliver(struct inferd_client *c, const struct inferd_wire_msg *msg)
 {
@@ -302,7 +307,11 @@ static void deliver(struct inferd_client *c, const struct inferd_wire_msg *msg)
 		            (unsigned long long)id, f->seq);
 		goto out;
 	}
+	if (retry_elsewhere(c, p, f))
+		goto out;
 	p->next_seq++;
+	free(p->wire); /* a frame came: the call is not sent again */
+	p->wire = NULL;
 	struct inferd_reply r = {
 		.call_id = id,
 		.method = (int)f->method,
@@ -361,29 +370,71 @@ static int pack_request(struct inferd_client *c, struct pcall *p, const void *pa
 	return inferd_frame_pack(&f, &p->wire, &p->wire_len);
 }
 
+/* @return whether a round-robin call may go to endpoint e now: not while it rests after
+ * refusing a call, unless every endpoint rests. */
+static bool endpoint_usable(const struct inferd_client *c, size_t e, double now)
+{
+	if (c->eps[e].down_until <= now)
+		return true;
+	for (size_t i = 0; i < c->n_eps; i++)
+		if (c->eps[i].down_until <= now)
+			return false;
+	return true;
+}
+
 /* Tries to hand the call to an endpoint. @return 0 when sent, -EAGAIN to retry later. */
 static int try_send(struct inferd_client *c, struct pcall *p)
 {
 	uint8_t hdr[4];
+	double now = now_s();
 
 	inferd_wire_request_id((uint32_t)(p->id & 0x7fffffff), hdr);
 	for (size_t tries = 0; tries < c->n_eps; tries++) {
 		size_t e = p->any_endpoint ? (c->rr++ % c->n_eps) : (size_t)p->endpoint;
+		if (p->any_endpoint && !endpoint_usable(c, e, now))
+			continue;
 		int rc = inferd_wire_send(c->eps[e].sock, hdr, sizeof(hdr), p->wire, p->wire_len,
 		                          NN_DONTWAIT);
 		if (rc == 0) {
-			c->eps[e].last_sent = now_s();
+			c->eps[e].last_sent = now;
 			p->endpoint = (int)e;
 			unsent_unlink(c, p);
 			p->sent = true;
-			free(p->wire);
-			p->wire = NULL;
+			if (!p->any_endpoint || c->n_eps == 1) {
+				free(p->wire);
+				p->wire = NULL;
+			}
 			return 0;
 		}
 		if (!p->any_endpoint)
 			break;
 	}
 	return -EAGAIN;
+}
+
+/* A daemon refused a round-robin call with UNAVAILABLE as its only frame (it drains, or
+ * cannot take work): nothing ran, so the call goes to the next endpoint, and the refusing
+ * one rests for ENDPOINT_REST_S. @return whether the call was queued again. */
+static bool retry_elsewhere(struct inferd_client *c, struct pcall *p, const inferd_frame *f)
+{
+	if (!p->any_endpoint || !p->wire || !f->end_of_stream || f->seq != 0 ||
+	    f->status != INFERD__V1__STATUS_CODE__STATUS_UNAVAILABLE ||
+	    p->retries + 1u >= c->n_eps || p->cancel_requested)
+		return false;
+	c->eps[p->endpoint].down_until = now_s() + ENDPOINT_REST_S;
+	p->retries++;
+	p->sent = false;
+	p->endpoint = -1;
+	p->unsent_next = NULL;
+	if (c->unsent_tail)
+		c->unsent_tail->unsent_next = p;
+	else
+		c->unsent_head = p;
+	c->unsent_tail = p;
+	c->n_unsent++;
+	if (c->unsent_head == p)
+		try_send(c, p);
+	return true;
 }
 
 static int start_call(struct inferd_client *c, int method, const void *payload, size_t len,

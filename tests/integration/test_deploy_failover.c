@@ -1,6 +1,7 @@
 /* Several daemons behind one client: calls spread over both, and when one stops (SIGTERM) the
  * client goes on with the other, without a call failing. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -93,4 +94,51 @@ Test(failover, calls_go_on_on_the_other_daemon_over_tcp)
 Test(failover, calls_go_on_on_the_other_daemon_over_ipc)
 {
 	run_failover(true);
+}
+
+static int on_final(const struct inferd_reply *r, void *arg)
+{
+	int *status = arg;
+	if (r->end_of_stream)
+		*status = r->status;
+	return 0;
+}
+
+/* While a daemon drains it refuses new calls with UNAVAILABLE before doing any work: the
+ * client sends such a call again to another endpoint instead of failing it. */
+Test(failover, calls_refused_by_a_draining_daemon_go_to_the_other)
+{
+	struct inferd_client *c, *slow;
+	char err[256];
+	int slow_status = -1;
+
+	td_start(&a, NULL, NULL);
+	td_start(&b, NULL, NULL);
+	/* A call that keeps a draining for about 2 s. */
+	slow = td_client(&a, false, NULL);
+	Inferd__V1__EchoRequest req = INFERD__V1__ECHO_REQUEST__INIT;
+	req.count = 2;
+	req.interval_ms = 2000;
+	cr_assert_eq(inferd_client_start_msg(slow, INFERD__V1__METHOD__METHOD_ECHO, &req.base, NULL,
+	                                     on_final, &slow_status, NULL), 0);
+	cr_assert_geq(inferd_client_poll(slow, 100), 0);
+
+	const char *urls[] = { a.tcp_url, b.tcp_url };
+	cr_assert_eq(inferd_client_new(urls, 2, NULL, &c, err, sizeof(err)), 0, "%s", err);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(echo(c, err, sizeof(err)), OK, "%s", err);
+	uint64_t nb = echoes_served(&b);
+	td_signal(&a, SIGTERM);
+	for (int i = 0; i < 20; i++)
+		cr_expect_eq(echo(c, err, sizeof(err)), OK, "call %d during the drain: %s", i, err);
+	uint64_t nb2 = echoes_served(&b);
+	cr_expect_geq(nb2, nb + 20, "b served all of them: %llu, then %llu",
+	              (unsigned long long)nb, (unsigned long long)nb2);
+	cr_expect(td_log_contains(&a, "draining"));
+	while (slow_status < 0)
+		cr_assert_geq(inferd_client_poll(slow, 1000), 0);
+	cr_expect_eq(slow_status, OK, "the drained call finished");
+	cr_expect_eq(td_wait(&a), 0);
+	inferd_client_free(slow);
+	inferd_client_free(c);
 }

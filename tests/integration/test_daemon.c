@@ -1,11 +1,13 @@
 /* The real daemon on loopback: methods, concurrency, deadlines, cancel, drain, start-up errors. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -477,4 +479,101 @@ Test(daemon, tells_systemd_ready_watchdog_and_stopping)
 	close(fd);
 	unlink(sa.sun_path);
 	rmdir(dir);
+}
+
+/* ---- journald ---------------------------------------------------------------------------- */
+
+/* Starts the daemon with stderr on a file and JOURNAL_STREAM naming that file, which is how
+ * systemd tells a service that stderr is the journal. */
+static void start_as_under_journald(const char *extra)
+{
+	const char *bin = getenv("INFERD_BIN");
+	struct stat st;
+	char stream[64];
+	FILE *f;
+
+	cr_assert_not_null(bin, "INFERD_BIN is not set");
+	memset(&d, 0, sizeof(d));
+	snprintf(d.dir, sizeof(d.dir), "/tmp/inferd-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(d.dir));
+	snprintf(d.conf_path, sizeof(d.conf_path), "%s/inferd.conf", d.dir);
+	snprintf(d.log_path, sizeof(d.log_path), "%s/inferd.log", d.dir);
+	snprintf(d.tcp_url, sizeof(d.tcp_url), "tcp://127.0.0.1:%d", td_free_port());
+	f = fopen(d.conf_path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "[server]\nlisten = %s\ndrain_linger_ms = 100\n%s\n[http]\nenabled = false\n",
+	        d.tcp_url, extra);
+	fclose(f);
+	int fd = open(d.log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	cr_assert(fd >= 0);
+	cr_assert_eq(fstat(fd, &st), 0);
+	snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+	         (unsigned long long)st.st_ino);
+	d.pid = fork();
+	cr_assert(d.pid >= 0);
+	if (d.pid == 0) {
+		dup2(fd, STDERR_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		close(fd);
+		setenv("JOURNAL_STREAM", stream, 1);
+		execl(bin, bin, "--config", d.conf_path, (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	for (int i = 0; i < 200 && !td_log_contains(&d, "ready (allocator"); i++)
+		usleep(20000);
+	cr_assert(td_log_contains(&d, "ready (allocator"), "see %s", d.log_path);
+}
+
+Test(daemon, log_lines_carry_syslog_priorities_for_journald)
+{
+	struct echo_result er;
+
+	start_as_under_journald("drain_timeout = 0.3\n[log]\nlevel = debug");
+	struct inferd_client *c = td_client(&d, false, NULL);
+	/* A call that outlives the drain timeout: the drain ends it with a warning. */
+	start_echo(c, 2, 10000, 0, &er);
+	for (int i = 0; i < 100 && !td_log_contains(&d, "Echo"); i++)
+		cr_assert_geq(inferd_client_poll(c, 20), 0);
+	/* An error: SIGHUP with a file that no longer parses keeps the settings. */
+	FILE *f = fopen(d.conf_path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "[server]\nmax_calls = many\n");
+	fclose(f);
+	td_signal(&d, SIGHUP);
+	for (int i = 0; i < 100 && !td_log_contains(&d, "keeping the current settings"); i++)
+		usleep(20000);
+	td_signal(&d, SIGTERM);
+	wait_done(c, &er);
+	cr_expect_eq(er.status, INFERD__V1__STATUS_CODE__STATUS_UNAVAILABLE);
+	cr_expect_eq(td_wait(&d), 0);
+	inferd_client_free(c);
+
+	cr_expect(td_log_contains(&d, "<6>inferd ") && td_log_contains(&d, " starting\n"),
+	          "info: start-up");
+	cr_expect(td_log_contains(&d, "<7>"), "debug: calls are logged at debug level");
+	cr_expect(td_log_contains(&d, "<4>drain timeout: ending 1 calls"), "warning: drain");
+	cr_expect(td_log_contains(&d, "<3>SIGHUP: keeping the current settings"), "error");
+	/* Every line has a priority and no timestamp or pid of its own (journald adds those). */
+	char line[4096];
+	int lines = 0;
+	f = fopen(d.log_path, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		lines++;
+		cr_expect(line[0] == '<' && strchr("3467", line[1]) && line[2] == '>',
+		          "a line without a priority: %s", line);
+		cr_expect(!strstr(line, "inferd["), "a line with its own pid stamp: %s", line);
+	}
+	fclose(f);
+	cr_expect_geq(lines, 5);
+
+	/* Not under journald (no JOURNAL_STREAM): timestamped lines with a level name. */
+	char out[8192], listen[64];
+	snprintf(listen, sizeof(listen), "tcp://127.0.0.1:%d", td_free_port());
+	char *args[] = { "--listen", listen, "--no-http", "--model", "/nonexistent/none.gguf",
+	                 NULL };
+	cr_expect_neq(td_run_inferd(args, out, sizeof(out)), 0);
+	cr_expect(strstr(out, "Z inferd[") && strstr(out, "] info: inferd "), "%s", out);
+	cr_expect(strstr(out, "] error: "), "%s", out);
 }

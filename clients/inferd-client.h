@@ -6,6 +6,12 @@
  * from the blocking helpers, which poll for you). A client is not thread-safe: use it from one
  * thread at a time, or one client per thread.
  *
+ * Failover: a round-robin call skips an endpoint it cannot send to (not connected, daemon
+ * gone). When a daemon refuses a round-robin call with UNAVAILABLE before any other frame (it
+ * is draining), the library sends the call to the next endpoint instead of ending it, and
+ * skips the refusing endpoint for a second. Calls already running on a daemon that dies are
+ * not moved: they end by their deadline.
+ *
  * Statuses: every call ends with exactly one final frame whose status is a StatusCode
  * (INFERD__V1__STATUS_CODE__STATUS_*). The library makes the final frame itself when the daemon
  * cannot answer: UNAVAILABLE when no endpoint could be reached in time, DEADLINE_EXCEEDED when

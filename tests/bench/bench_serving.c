@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,21 +83,66 @@ static int free_port(void)
 	return next++;
 }
 
+static int write_conf(const char *conf, const char *url, const char *dir, const char *model,
+                      int max_seqs, const char *nano, int tune_context)
+{
+	FILE *f = fopen(conf, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "[server]\nlisten = %s\n[log]\nlevel = warn\n[http]\nenabled = false\n"
+	        "[model.bench]\npath = %s\ntune_file = %s/bench.tune\n"
+	        "max_sequences = %d\nmax_batched_tokens = 512\nnano_batching = %s\n"
+	        "tune_batch = %d\ntune_context = %d\n", url, model, dir, max_seqs, nano, max_seqs,
+	        tune_context);
+	fclose(f);
+	return 0;
+}
+
+/* inferd --tune bench: the offline parameter search, its report on stdout. */
+static int run_tune(const char *dir, const char *model, int batch, int context)
+{
+	char conf[512], cmd[1400];
+	snprintf(conf, sizeof(conf), "%s/bench-tune.conf", dir);
+	if (write_conf(conf, "tcp://127.0.0.1:1", dir, model, batch, "auto", context) < 0)
+		return -EIO;
+	snprintf(cmd, sizeof(cmd), "'%s' --config '%s' --tune bench 2>&1 | sed 's/^/  /'",
+	         getenv("INFERD_BIN"), conf);
+	return system(cmd) == 0 ? 0 : -EIO;
+}
+
+/* Parameters and dtype of the served model (ListModels). */
+static int model_info(const char *url, double *params, char *dtype, size_t len)
+{
+	struct inferd_client *c;
+	char err[128];
+	Inferd__V1__ListModelsRequest req = INFERD__V1__LIST_MODELS_REQUEST__INIT;
+	ProtobufCMessage *rep = NULL;
+	if (inferd_client_new(&url, 1, NULL, &c, err, sizeof(err)) < 0)
+		return -EIO;
+	int st = inferd_client_unary(c, INFERD__V1__METHOD__METHOD_LIST_MODELS, &req.base,
+	                             &inferd__v1__list_models_reply__descriptor, &rep, NULL, NULL, 0);
+	inferd_client_free(c);
+	if (st != 0 || !rep)
+		return -EIO;
+	Inferd__V1__ListModelsReply *r = (Inferd__V1__ListModelsReply *)rep;
+	int rc = r->n_models ? 0 : -ENOENT;
+	if (r->n_models) {
+		*params = (double)r->models[0]->parameters;
+		snprintf(dtype, len, "%s", r->models[0]->dtype);
+	}
+	protobuf_c_message_free_unpacked(rep, NULL);
+	return rc;
+}
+
 static int start_daemon(struct daemon *d, const char *dir, const char *model, int max_seqs,
-                        const char *nano)
+                        const char *nano, int tune_context)
 {
 	char conf[512], log[512];
 	snprintf(d->url, sizeof(d->url), "tcp://127.0.0.1:%d", free_port());
 	snprintf(conf, sizeof(conf), "%s/bench-%d-%s.conf", dir, max_seqs, nano);
 	snprintf(log, sizeof(log), "%s/bench-%d-%s.log", dir, max_seqs, nano);
-	FILE *f = fopen(conf, "w");
-	if (!f)
-		return -errno;
-	fprintf(f, "[server]\nlisten = %s\n[log]\nlevel = warn\n[http]\nenabled = false\n"
-	        "[model.bench]\npath = %s\n"
-	        "max_sequences = %d\nmax_batched_tokens = 512\nnano_batching = %s\n", d->url, model,
-	        max_seqs, nano);
-	fclose(f);
+	if (write_conf(conf, d->url, dir, model, max_seqs, nano, tune_context) < 0)
+		return -EIO;
 	d->pid = fork();
 	if (d->pid == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -267,28 +313,44 @@ int main(void)
 		}
 	}
 	double gflops = sgemm_gflops();
-	const double params = 12.0 * (768.0 * 768 * 2 + 768.0 * 256 * 2 + 3.0 * 768 * 2048) +
-	                      2.0 * 32000 * 768;
-	printf("model: %s (%.0fM parameters, %s), load: %d requests, %d concurrent, %d in / %d out "
-	       "tokens\n", model, params / 1e6, dtype, requests, conc, input, output);
+	const int tune_ctx = input + output / 2;
+	double params = 0;
+	char mtype[32] = "?";
 
-	if (start_daemon(&d, dir, model, 1, "off") < 0) {
+	if (start_daemon(&d, dir, model, 1, "off", tune_ctx) < 0) {
 		fprintf(stderr, "bench_serving: the daemon did not start\n");
 		return 1;
 	}
+	if (model_info(d.url, &params, mtype, sizeof(mtype)) < 0 || params <= 0) {
+		fprintf(stderr, "bench_serving: ListModels gave no model\n");
+		stop_daemon(&d);
+		return 1;
+	}
+	printf("model: %s (%.0fM parameters, %s), load: %d requests, %d concurrent, %d in / %d out "
+	       "tokens\n", model, params / 1e6, mtype, requests, conc, input, output);
 	double one = run_load(d.url, requests, conc, input, output, &ttft1);
 	stop_daemon(&d);
-	if (start_daemon(&d, dir, model, conc, "off") < 0) {
+	if (start_daemon(&d, dir, model, conc, "off", tune_ctx) < 0) {
 		fprintf(stderr, "bench_serving: the daemon did not start\n");
 		return 1;
 	}
 	double cont = run_load(d.url, requests, conc, input, output, &ttftN);
 	stop_daemon(&d);
-	/* Nano-batching with the tuned profile when there is one (BENCH_MODEL.tune), else an
-	 * even split: "on" forces it either way. */
-	double ttft_nano = 0, nano = 0;
-	if (start_daemon(&d, dir, model, conc, "on") == 0) {
+	/* The tuning step, as an operator runs it (inferd --tune), on this load's decode iteration:
+	 * `conc` sequences over about input + output/2 cached positions. Then nano-batching "on"
+	 * with the tuned split (forced even where the tuner turned it off, to measure it) and
+	 * "auto" (what the profile decides). */
+	printf("inferd --tune (batch %d, context %d):\n", conc, tune_ctx);
+	fflush(stdout);
+	if (run_tune(dir, model, conc, tune_ctx) < 0)
+		fprintf(stderr, "bench_serving: inferd --tune failed; nano-batching runs untuned\n");
+	double ttft_nano = 0, nano = 0, ttft_auto = 0, autom = 0;
+	if (start_daemon(&d, dir, model, conc, "on", tune_ctx) == 0) {
 		nano = run_load(d.url, requests, conc, input, output, &ttft_nano);
+		stop_daemon(&d);
+	}
+	if (start_daemon(&d, dir, model, conc, "auto", tune_ctx) == 0) {
+		autom = run_load(d.url, requests, conc, input, output, &ttft_auto);
 		stop_daemon(&d);
 	}
 
@@ -300,11 +362,13 @@ int main(void)
 	printf("ratio continuous / one-at-a-time: %.2fx (target >= 4)\n", one > 0 ? cont / one : 0);
 	printf("nano-batching on:                       %8.1f output tokens/s, mean TTFT %.3f s\n",
 	       nano, ttft_nano);
-	printf("ratio nano-batching on / off: %.2fx\n", cont > 0 ? nano / cont : 0);
+	printf("ratio nano-batching on (tuned split) / off: %.2fx\n", cont > 0 ? nano / cont : 0);
+	printf("nano_batching = auto (the profile decides): %8.1f output tokens/s, mean TTFT %.3f s, "
+	       "%.2fx of off\n", autom, ttft_auto, cont > 0 ? autom / cont : 0);
 	printf("compute bound: dnnl_sgemm %.1f GFLOP/s / (2 x %.0fM params) = %.0f tokens/s; "
 	       "continuous batching reaches %.2f of it at %d sequences%s\n", gflops, params / 1e6,
 	       bound, cont / bound, conc,
-	       strcmp(dtype, "f32") ? " (weights are not f32: their integer kernels are not bound "
+	       strcasecmp(mtype, "f32") ? " (weights are not f32: their integer kernels are not bound "
 	                              "by f32 FLOP/s, so this fraction overstates)" : "");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)

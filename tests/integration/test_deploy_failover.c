@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon-fixture.h"
 
@@ -129,12 +130,14 @@ Test(failover, calls_refused_by_a_draining_daemon_go_to_the_other)
 		cr_assert_eq(echo(c, err, sizeof(err)), OK, "%s", err);
 	uint64_t nb = echoes_served(&b);
 	td_signal(&a, SIGTERM);
+	for (int i = 0; i < 250 && !td_log_contains(&a, "SIGTERM: draining"); i++)
+		usleep(20000);
+	cr_assert(td_log_contains(&a, "SIGTERM: draining"));
 	for (int i = 0; i < 20; i++)
 		cr_expect_eq(echo(c, err, sizeof(err)), OK, "call %d during the drain: %s", i, err);
 	uint64_t nb2 = echoes_served(&b);
 	cr_expect_geq(nb2, nb + 20, "b served all of them: %llu, then %llu",
 	              (unsigned long long)nb, (unsigned long long)nb2);
-	cr_expect(td_log_contains(&a, "draining"));
 	while (slow_status < 0)
 		cr_assert_geq(inferd_client_poll(slow, 1000), 0);
 	cr_expect_eq(slow_status, OK, "the drained call finished");
